@@ -1,0 +1,49 @@
+"""Protocols every policy and solver implements (DESIGN.md section 2).
+
+* A **policy** acts step by step on an environment: ``reset(env)`` once per episode, then
+  ``act(obs, info) -> int`` for each decision. Baselines and trained agents alike.
+* A **solver** is an offline method: ``solve(instance, time_limit_s) -> Solution`` where the
+  solution carries ``status`` (``"optimal"``, ``"feasible"`` or ``"none"``) and ``bound``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+
+    def reset(self, env: gym.Env) -> None: ...
+
+    def act(self, obs: Any, info: dict) -> int: ...
+
+
+@runtime_checkable
+class Solver(Protocol):
+    name: str
+
+    def solve(self, instance: Any, time_limit_s: float | None = None) -> Any: ...
+
+
+class RandomMaskedPolicy:
+    """Uniformly random valid action (reads the env's ``action_masks()``)."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+        self.env: gym.Env | None = None
+
+    def reset(self, env: gym.Env) -> None:
+        self.env = env
+
+    def act(self, obs: Any, info: dict) -> int:
+        mask = info.get("action_mask")
+        if mask is None:
+            mask = self.env.unwrapped.action_masks()
+        return int(self.rng.choice(np.flatnonzero(mask)))

@@ -1,0 +1,25 @@
+"""Gymnasium environments of schedgym, one sub-package per scheduling domain.
+
+Environments are registered with string entry points so that importing this package stays cheap:
+an environment's module is imported only when ``gymnasium.make`` builds it.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+#: Every environment id schedgym registers, with its entry point.
+ENV_SPECS: dict[str, str] = {
+    "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
+    "schedgym/FlexibleJobShop-v0": "schedgym.envs.jobshop.env:FlexibleJobShopEnv",
+}
+
+
+def register_envs() -> None:
+    """Register all schedgym environment ids with Gymnasium (idempotent)."""
+    for env_id, entry_point in ENV_SPECS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+
+
+__all__ = ["ENV_SPECS", "register_envs"]

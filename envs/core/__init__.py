@@ -1,0 +1,1 @@
+"""Pieces shared by every domain: errors, padded graph observations, episode records, rendering."""

@@ -1,0 +1,51 @@
+"""Exceptions shared by all domains. Every message names the file, the field and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SchedGymError(Exception):
+    """Base class of schedgym's own errors."""
+
+
+class InstanceFormatError(SchedGymError, ValueError):
+    """A malformed instance, trace or profile file (or object).
+
+    The message names the source (file path or object name), the line or field, what is wrong and
+    how to fix it.
+    """
+
+    def __init__(self, source: str, problem: str, line: int | None = None, fix: str | None = None):
+        where = f"{source}, line {line}" if line is not None else source
+        msg = f"{where}: {problem}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)
+        self.source = source
+        self.line = line
+        self.problem = problem
+
+
+class UnknownNameError(SchedGymError, KeyError):
+    """An unknown instance, set or policy name; the message lists the close matches."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str]):
+        valid = sorted(valid)
+        close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
+        msg = f"unknown {kind} {name!r}"
+        if close:
+            msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        else:
+            shown = ", ".join(valid[:30]) + (", ..." if len(valid) > 30 else "")
+            msg += f"; valid names: {shown}"
+        super().__init__(msg)
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+class InfeasibleSolution(SchedGymError, ValueError):
+    """A schedule or placement that violates a constraint of its instance."""

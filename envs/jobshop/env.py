@@ -1,0 +1,396 @@
+"""Gymnasium adapters of the job-shop core: ``schedgym/JobShop-v0`` and ``schedgym/FlexibleJobShop-v0``.
+
+## Description
+Job-shop scheduling as a sequence of dispatching decisions. Each step schedules one operation under
+an explicit schedule-generation scheme (``scheme="active"``: L2D's permissible left shift, the
+default for learning; ``scheme="non_delay"``: Giffler-Thompson style, what the published
+dispatching-rule figures use). See :mod:`schedgym.envs.jobshop.state`.
+
+## Action Space
+* ``JobShop-v0``: ``Discrete(max_jobs)``: the job whose next operation is scheduled.
+* ``FlexibleJobShop-v0``: ``Discrete(max_jobs * max_machines)``: ``job * max_machines + machine``.
+Use :meth:`action_masks` (sb3-contrib convention; also ``info["action_mask"]``). An invalid action
+is a no-op with ``info["invalid_action"] = True`` and ``invalid_action_penalty`` as reward; after
+``n_ops`` invalid actions in an episode the episode is truncated.
+
+## Observation Space
+The padded disjunctive graph of :mod:`schedgym.envs.core.graph_obs`. Nodes are operations (and,
+for the flexible env, machines after the ``max_ops`` operation rows). Node features, times divided
+by ``time_scale = max processing time * max operations per job``:
+
+0. lower bound of the completion time (L2D); 1. scheduled flag; 2. shortest processing time /
+max processing time; 3. work from this operation to the end of its job; 4. candidate flag (the
+operation of a valid action); 5. start time (0 if unscheduled); 6. position in job / ops in job;
+7. ready time of the operation's (earliest) machine; 8. job due-date slack (due - completion bound,
+0 without due dates); 9. machine-node flag.
+
+Edges: job precedence (o -> o+1), machine sequence of scheduled operations (in start order), and for
+the flexible env operation -> machine eligibility. Edge features: one-hot type (precedence, machine
+sequence, eligibility), processing time / max processing time (eligibility edges), assigned flag.
+``globals``: fraction scheduled, makespan lower bound / time_scale, jobs / max_jobs, machines /
+max_machines.
+
+## Rewards
+``reward="lb"`` (default, L2D): decrease of the makespan lower bound, so an episode's rewards sum to
+``-(makespan - initial lower bound)``. ``"makespan"``: ``-makespan`` at the last step only.
+``"tardiness"``: decrease of the estimated weighted tardiness (sums to ``-total tardiness``).
+Rewards are divided by ``reward_scale`` (default: the instance's maximum processing time).
+
+## Starting State
+An empty schedule of the instance given by ``reset(options={"instance": ...})`` (bundled name, file
+path or :class:`JobShopInstance`), else of the env's ``instance`` argument, else one drawn from
+``generator`` with the env's seeded random generator.
+
+## Episode End
+Terminates when every operation is scheduled; then ``info["solution"]`` (a
+:class:`JobShopSolution`) and ``info["metrics"]`` (``makespan``, ``gap_to_bks_pct``, ...) are set.
+
+## Arguments
+``instance``, ``generator``, ``scheme``, ``reward``, ``due_tightness`` (adds due dates by the
+total-work rule when the instance has none), ``max_jobs``/``max_machines``/``max_ops`` (padded
+sizes; default: the first instance's), ``reward_scale``, ``invalid_action_penalty``, ``render_mode``
+(``"rgb_array"``: a Gantt chart).
+
+## Version History
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.jobshop.generator import FlexibleJobShopGenerator, UniformJobShopGenerator, add_due_dates
+from schedgym.envs.jobshop.instances import load_instance
+from schedgym.envs.jobshop.metrics import metrics
+from schedgym.envs.jobshop.state import SCHEMES, JobShopState
+from schedgym.envs.jobshop.types import JobShopInstance
+
+N_NODE_FEATURES = 10
+N_EDGE_FEATURES = 5
+N_GLOBALS = 4
+REWARDS = ("lb", "makespan", "tardiness")
+
+InstanceSpec = str | JobShopInstance | Sequence[str | JobShopInstance] | None
+
+
+class JobShopEnv(gym.Env):
+    """Classic JSSP: the action is a job; its next operation is scheduled (see module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    flexible = False
+
+    def __init__(
+        self,
+        instance: InstanceSpec = None,
+        generator: Callable[[np.random.Generator], JobShopInstance] | None = None,
+        scheme: str = "active",
+        reward: str = "lb",
+        due_tightness: float | None = None,
+        max_jobs: int | None = None,
+        max_machines: int | None = None,
+        max_ops: int | None = None,
+        reward_scale: float | None = None,
+        invalid_action_penalty: float = -1.0,
+        render_mode: str | None = None,
+    ):
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.scheme = scheme
+        self.reward_type = reward
+        self.due_tightness = due_tightness
+        self.reward_scale_arg = reward_scale
+        self.invalid_action_penalty = float(invalid_action_penalty)
+        self.render_mode = render_mode
+        if isinstance(instance, (list, tuple)):
+            self.instances = [load_instance(i) for i in instance]
+        elif instance is not None:
+            self.instances = [load_instance(instance)]
+        else:
+            self.instances = []
+        self.generator = generator or self._default_generator()
+        if self.instances:
+            bounds = [(i.n_jobs, i.n_machines, i.n_ops) for i in self.instances]
+        elif hasattr(self.generator, "size_bounds"):
+            bounds = [self.generator.size_bounds()]
+        else:
+            sample = self.generator(np.random.default_rng(0))
+            bounds = [(sample.n_jobs, sample.n_machines, sample.n_ops)]
+        self.max_jobs = int(max_jobs or max(b[0] for b in bounds))
+        self.max_machines = int(max_machines or max(b[1] for b in bounds))
+        self.max_ops = int(max_ops or max(b[2] for b in bounds))
+        n_nodes = self.max_ops + (self.max_machines if self.flexible else 0)
+        self.n_nodes = n_nodes
+        self.max_edges = 2 * self.max_ops + (self.max_ops * self.max_machines if self.flexible else 0)
+        self.n_actions = self.max_jobs * (self.max_machines if self.flexible else 1)
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.observation_space = padded_graph_space(
+            n_nodes, N_NODE_FEATURES, self.max_edges, N_EDGE_FEATURES, self.n_actions, N_GLOBALS)
+        self.state: JobShopState | None = None
+        self.instance: JobShopInstance | None = None
+
+    def _default_generator(self):
+        return UniformJobShopGenerator(10, 10)
+
+    # ------------------------------------------------------------------------------------------
+    # episode control
+    # ------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if options.get("instance") is not None:
+            inst = load_instance(options["instance"])
+        elif self.instances:
+            inst = self.instances[int(self.np_random.integers(len(self.instances)))]
+        else:
+            inst = self.generator(self.np_random)
+        if self.due_tightness is not None and inst.due is None:
+            inst = add_due_dates(inst, self.np_random, self.due_tightness)
+        if self.reward_type == "tardiness" and inst.due is None:
+            raise ValueError(f"{inst.name}: reward='tardiness' needs due dates; pass due_tightness=... "
+                             "or an instance with due dates")
+        self._check_fits(inst)
+        self.instance = inst
+        self.state = JobShopState(inst, scheme=self.scheme)
+        self._prepare_static(inst)
+        self.n_invalid = 0
+        self._last_objective = self._objective_estimate()
+        self._initial_lb = self.state.max_lb()
+        return self._observation(), self._info(invalid=False)
+
+    def _check_fits(self, inst: JobShopInstance) -> None:
+        if inst.n_jobs > self.max_jobs or inst.n_machines > self.max_machines or inst.n_ops > self.max_ops:
+            raise ValueError(
+                f"instance {inst.name} ({inst.n_jobs} jobs, {inst.n_machines} machines, {inst.n_ops} ops) does "
+                f"not fit this env's padded sizes (max_jobs={self.max_jobs}, max_machines={self.max_machines}, "
+                f"max_ops={self.max_ops}); build the env with larger max_jobs/max_machines/max_ops")
+        if self.flexible is False and inst.is_flexible:
+            raise ValueError(f"instance {inst.name} is flexible; use schedgym/FlexibleJobShop-v0")
+
+    def _prepare_static(self, inst: JobShopInstance) -> None:
+        """Per-instance constant parts of the observation."""
+        O, J, M = inst.n_ops, inst.n_jobs, inst.n_machines
+        st = self.state
+        self.time_scale = float(max(1, inst.max_proc) * max(1, int(inst.ops_per_job.max(initial=1))))
+        self.reward_scale = float(self.reward_scale_arg or max(1, inst.max_proc))
+        x = np.zeros((self.n_nodes, N_NODE_FEATURES), dtype=np.float32)
+        x[:O, 2] = inst.min_proc / max(1, inst.max_proc)
+        x[:O, 3] = (st.cum[st.job_end[inst.op_job]] - st.cum[:-1]) / self.time_scale
+        x[:O, 6] = inst.op_pos / np.maximum(1, inst.ops_per_job[inst.op_job])
+        if self.flexible:
+            x[self.max_ops:self.max_ops + M, 9] = 1.0
+        self._x0 = x
+        # static edges: precedence, then (flexible) eligibility; machine-sequence edges follow
+        src = np.arange(O - 1)
+        keep = inst.op_job[:-1] == inst.op_job[1:]
+        prec = np.stack([src[keep], src[keep] + 1])
+        ei = np.zeros((2, self.max_edges), dtype=np.int64)
+        ea = np.zeros((self.max_edges, N_EDGE_FEATURES), dtype=np.float32)
+        n = prec.shape[1]
+        ei[:, :n] = prec
+        ea[:n, 0] = 1.0
+        self._elig_slice = slice(n, n)
+        if self.flexible:
+            ops, ms = np.nonzero(inst.eligible)
+            k = len(ops)
+            ei[0, n:n + k] = ops
+            ei[1, n:n + k] = self.max_ops + ms
+            ea[n:n + k, 2] = 1.0
+            ea[n:n + k, 3] = inst.proc[ops, ms] / max(1, inst.max_proc)
+            self._elig_slice = slice(n, n + k)
+            self._elig_ops, self._elig_ms = ops, ms
+            n += k
+        self._n_static_edges = n
+        self._ei0, self._ea0 = ei, ea
+        node_mask = np.zeros(self.n_nodes, dtype=np.int8)
+        node_mask[:O] = 1
+        if self.flexible:
+            node_mask[self.max_ops:self.max_ops + M] = 1
+        self._node_mask = node_mask
+        self._job_last = inst.job_ptr[1:] - 1
+
+    # ------------------------------------------------------------------------------------------
+    # actions
+    # ------------------------------------------------------------------------------------------
+    def encode_action(self, job: int, machine: int | None = None) -> int:
+        """The action index of scheduling ``job``'s next operation (on ``machine``, flexible env)."""
+        return int(job)
+
+    def decode_action(self, action: int) -> tuple[int, int | None]:
+        return int(action), None
+
+    def action_masks(self) -> np.ndarray:
+        """(A,) bool mask of valid actions (sb3-contrib's MaskablePPO calls this)."""
+        mask = np.zeros(self.n_actions, dtype=bool)
+        mask[: self.state.n_jobs] = self.state.job_mask()
+        return mask
+
+    def _is_valid(self, job: int, machine: int | None) -> bool:
+        return 0 <= job < self.state.n_jobs and bool(self.state.job_mask()[job])
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        job, machine = self.decode_action(int(action))
+        st = self.state
+        if st.done or not self._is_valid(job, machine):
+            self.n_invalid += 1
+            truncated = self.n_invalid > max(st.n_ops, 1) and not st.done
+            return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
+        st.schedule(job, machine)
+        terminated = st.done
+        reward = self._reward(terminated)
+        return self._observation(), reward, terminated, False, self._info(invalid=False)
+
+    def _objective_estimate(self) -> float:
+        if self.reward_type == "tardiness":
+            return self.state.estimated_tardiness()
+        return float(self.state.max_lb())
+
+    def _reward(self, terminated: bool) -> float:
+        if self.reward_type == "makespan":
+            return -float(self.state.max_lb()) / self.reward_scale if terminated else 0.0
+        new = self._objective_estimate()
+        r = (self._last_objective - new) / self.reward_scale
+        self._last_objective = new
+        return float(r)
+
+    # ------------------------------------------------------------------------------------------
+    # observation and info
+    # ------------------------------------------------------------------------------------------
+    def _candidate_ops(self, mask: np.ndarray) -> np.ndarray:
+        """(A,) node index each action points at (0 for padded/invalid actions)."""
+        st = self.state
+        node = np.zeros(self.n_actions, dtype=np.int64)
+        node[: st.n_jobs] = st.next_op_clipped()
+        return node
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        st, inst = self.state, self.instance
+        O = st.n_ops
+        ts = self.time_scale
+        x = self._x0.copy()
+        sched = st.start >= 0
+        x[:O, 0] = st.lb / ts
+        x[:O, 1] = sched
+        x[:O, 5] = np.where(sched, st.start, 0) / ts
+        if self.flexible:
+            ready = np.where(inst.eligible, st.mach_ready[None, :], np.iinfo(np.int64).max).min(axis=1)
+            x[:O, 7] = ready / ts
+            x[self.max_ops:self.max_ops + st.n_machines, 7] = st.mach_ready / ts
+        else:
+            x[:O, 7] = st.mach_ready[inst.op_machine] / ts
+        if inst.due is not None:
+            slack = (inst.due - st.lb[self._job_last]) / ts
+            x[:O, 8] = slack[inst.op_job]
+        amask = self.action_masks()
+        jobs_ok = amask.reshape(self.max_jobs, -1).any(axis=1)[: st.n_jobs]
+        cand = st.next_op[jobs_ok]
+        x[cand[cand < O], 4] = 1.0
+        # edges: static + machine sequence
+        ei = self._ei0.copy()
+        ea = self._ea0.copy()
+        n = self._n_static_edges
+        src = np.flatnonzero(st.mach_next >= 0)
+        k = len(src)
+        ei[0, n:n + k] = src
+        ei[1, n:n + k] = st.mach_next[src]
+        ea[n:n + k, 1] = 1.0
+        if self.flexible:
+            sl = self._elig_slice
+            ea[sl, 4] = st.assigned[self._elig_ops] == self._elig_ms
+        edge_mask = np.zeros(self.max_edges, dtype=np.int8)
+        edge_mask[: n + k] = 1
+        g = np.array([st.n_scheduled / max(1, O), st.max_lb() / ts, st.n_jobs / self.max_jobs,
+                      st.n_machines / self.max_machines], dtype=np.float32)
+        return {
+            "x": x,
+            "edge_index": ei,
+            "edge_attr": ea,
+            "edge_mask": edge_mask,
+            "node_mask": self._node_mask.copy(),
+            "action_mask": amask.astype(np.int8),
+            "action_node": self._candidate_ops(amask),
+            "globals": g,
+        }
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        st = self.state
+        info: dict[str, Any] = {
+            "action_mask": self.action_masks(),
+            "invalid_action": invalid,
+            "makespan_lb": st.max_lb(),
+            "instance": self.instance.name,
+        }
+        if st.done:
+            sol = st.solution()
+            info["solution"] = sol
+            info["metrics"] = metrics(self.instance, sol)
+        return info
+
+    # ------------------------------------------------------------------------------------------
+    def render(self):
+        if self.render_mode != "rgb_array" or self.state is None:
+            return None
+        from schedgym.envs.jobshop.viewer import gantt_rgb
+
+        return gantt_rgb(self.instance, self.state.start, self.state.assigned)
+
+
+class FlexibleJobShopEnv(JobShopEnv):
+    """Flexible JSSP: the action is an (operation, machine) pair ``job * max_machines + machine``.
+
+    The observation adds one node per machine (rows ``max_ops .. max_ops + max_machines - 1``) and
+    operation -> machine eligibility edges; ``action_node`` points at the operation and
+    ``action_machine_node`` at the machine node of each action.
+    """
+
+    flexible = True
+
+    def __init__(self, instance: InstanceSpec = None, scheme: str = "active", **kwargs):
+        super().__init__(instance=instance, scheme=scheme, **kwargs)
+        spaces = dict(self.observation_space.spaces)
+        spaces["action_machine_node"] = gym.spaces.Box(0, self.n_nodes - 1, (self.n_actions,), np.int64)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def _default_generator(self):
+        return FlexibleJobShopGenerator()
+
+    def encode_action(self, job: int, machine: int | None = None) -> int:
+        if machine is None:
+            raise ValueError("the flexible env needs a machine for each action")
+        return int(job) * self.max_machines + int(machine)
+
+    def decode_action(self, action: int) -> tuple[int, int | None]:
+        return divmod(int(action), self.max_machines)
+
+    def action_masks(self) -> np.ndarray:
+        st = self.state
+        mask = np.zeros((self.max_jobs, self.max_machines), dtype=bool)
+        mask[: st.n_jobs, : st.n_machines] = st.pair_mask()
+        return mask.ravel()
+
+    def _is_valid(self, job: int, machine: int | None) -> bool:
+        st = self.state
+        return 0 <= job < st.n_jobs and 0 <= machine < st.n_machines and bool(st.pair_mask()[job, machine])
+
+    def _candidate_ops(self, mask: np.ndarray) -> np.ndarray:
+        st = self.state
+        node = np.zeros((self.max_jobs, self.max_machines), dtype=np.int64)
+        node[: st.n_jobs, :] = st.next_op_clipped()[:, None]
+        return node.ravel()
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = super()._observation()
+        mnode = np.zeros((self.max_jobs, self.max_machines), dtype=np.int64)
+        mnode[:, :] = self.max_ops + np.arange(self.max_machines)[None, :]
+        obs["action_machine_node"] = np.minimum(mnode.ravel(), self.n_nodes - 1)
+        return obs
