@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -34,6 +35,10 @@ class UnknownNameError(SchedGymError, KeyError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         valid = sorted(valid)
         close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
+        m = re.fullmatch(r"([A-Za-z_]+)(\d+)", name)
+        if m:  # "ta1" -> "ta01", "dmu5" -> "dmu05"
+            padded = [f"{m.group(1)}{int(m.group(2)):0{w}d}" for w in (2, 3)]
+            close = [p for p in padded if p in valid] + [c for c in close if c not in padded]
         msg = f"unknown {kind} {name!r}"
         if close:
             msg += f"; did you mean {', '.join(repr(c) for c in close)}?"

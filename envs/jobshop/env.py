@@ -162,8 +162,9 @@ class JobShopEnv(gym.Env):
         self.state = JobShopState(inst, scheme=self.scheme)
         self._prepare_static(inst)
         self.n_invalid = 0
+        self._refresh()
         self._last_objective = self._objective_estimate()
-        self._initial_lb = self.state.max_lb()
+        self._initial_lb = self._max_lb
         return self._observation(), self._info(invalid=False)
 
     def _check_fits(self, inst: JobShopInstance) -> None:
@@ -187,7 +188,7 @@ class JobShopEnv(gym.Env):
         x[:O, 6] = inst.op_pos / np.maximum(1, inst.ops_per_job[inst.op_job])
         if self.flexible:
             x[self.max_ops:self.max_ops + M, 9] = 1.0
-        self._x0 = x
+        self._x = x
         # static edges: precedence, then (flexible) eligibility; machine-sequence edges follow
         src = np.arange(O - 1)
         keep = inst.op_job[:-1] == inst.op_job[1:]
@@ -209,7 +210,11 @@ class JobShopEnv(gym.Env):
             self._elig_ops, self._elig_ms = ops, ms
             n += k
         self._n_static_edges = n
-        self._ei0, self._ea0 = ei, ea
+        ei[0, n:n + O] = np.arange(O)
+        ea[n:n + O, 1] = 1.0
+        self._ei, self._ea = ei, ea
+        self._edge_mask = np.zeros(self.max_edges, dtype=bool)
+        self._edge_mask[:n] = True
         node_mask = np.zeros(self.n_nodes, dtype=np.int8)
         node_mask[:O] = 1
         if self.flexible:
@@ -229,12 +234,17 @@ class JobShopEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """(A,) bool mask of valid actions (sb3-contrib's MaskablePPO calls this)."""
+        if self.state is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return self._mask.copy()
+
+    def _compute_mask(self) -> np.ndarray:
         mask = np.zeros(self.n_actions, dtype=bool)
         mask[: self.state.n_jobs] = self.state.job_mask()
         return mask
 
     def _is_valid(self, job: int, machine: int | None) -> bool:
-        return 0 <= job < self.state.n_jobs and bool(self.state.job_mask()[job])
+        return 0 <= job < self.state.n_jobs and bool(self._mask[job])
 
     def step(self, action):
         if self.state is None:
@@ -246,18 +256,24 @@ class JobShopEnv(gym.Env):
             truncated = self.n_invalid > max(st.n_ops, 1) and not st.done
             return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
         st.schedule(job, machine)
+        self._refresh()
         terminated = st.done
         reward = self._reward(terminated)
         return self._observation(), reward, terminated, False, self._info(invalid=False)
 
+    def _refresh(self) -> None:
+        """Recompute the per-step caches (action mask, makespan lower bound) after a change."""
+        self._mask = self._compute_mask()
+        self._max_lb = self.state.max_lb()
+
     def _objective_estimate(self) -> float:
         if self.reward_type == "tardiness":
             return self.state.estimated_tardiness()
-        return float(self.state.max_lb())
+        return float(self._max_lb)
 
     def _reward(self, terminated: bool) -> float:
         if self.reward_type == "makespan":
-            return -float(self.state.max_lb()) / self.reward_scale if terminated else 0.0
+            return -float(self._max_lb) / self.reward_scale if terminated else 0.0
         new = self._objective_estimate()
         r = (self._last_objective - new) / self.reward_scale
         self._last_objective = new
@@ -274,48 +290,42 @@ class JobShopEnv(gym.Env):
         return node
 
     def _observation(self) -> dict[str, np.ndarray]:
+        """Build the observation from persistent buffers (only dynamic parts are rewritten)."""
         st, inst = self.state, self.instance
         O = st.n_ops
         ts = self.time_scale
-        x = self._x0.copy()
+        x = self._x
         sched = st.start >= 0
-        x[:O, 0] = st.lb / ts
+        np.divide(st.lb, ts, out=x[:O, 0], casting="unsafe")
         x[:O, 1] = sched
-        x[:O, 5] = np.where(sched, st.start, 0) / ts
+        np.divide(np.maximum(st.start, 0), ts, out=x[:O, 5], casting="unsafe")
         if self.flexible:
             ready = np.where(inst.eligible, st.mach_ready[None, :], np.iinfo(np.int64).max).min(axis=1)
             x[:O, 7] = ready / ts
             x[self.max_ops:self.max_ops + st.n_machines, 7] = st.mach_ready / ts
         else:
-            x[:O, 7] = st.mach_ready[inst.op_machine] / ts
+            np.divide(st.mach_ready[inst.op_machine], ts, out=x[:O, 7], casting="unsafe")
         if inst.due is not None:
             slack = (inst.due - st.lb[self._job_last]) / ts
             x[:O, 8] = slack[inst.op_job]
-        amask = self.action_masks()
+        amask = self._mask
         jobs_ok = amask.reshape(self.max_jobs, -1).any(axis=1)[: st.n_jobs]
+        x[:, 4] = 0.0
         cand = st.next_op[jobs_ok]
         x[cand[cand < O], 4] = 1.0
-        # edges: static + machine sequence
-        ei = self._ei0.copy()
-        ea = self._ea0.copy()
+        # machine-sequence edges: slot n + o holds o -> its machine successor (masked when none)
         n = self._n_static_edges
-        src = np.flatnonzero(st.mach_next >= 0)
-        k = len(src)
-        ei[0, n:n + k] = src
-        ei[1, n:n + k] = st.mach_next[src]
-        ea[n:n + k, 1] = 1.0
+        np.maximum(st.mach_next, 0, out=self._ei[1, n:n + O])
+        np.greater_equal(st.mach_next, 0, out=self._edge_mask[n:n + O])
         if self.flexible:
-            sl = self._elig_slice
-            ea[sl, 4] = st.assigned[self._elig_ops] == self._elig_ms
-        edge_mask = np.zeros(self.max_edges, dtype=np.int8)
-        edge_mask[: n + k] = 1
-        g = np.array([st.n_scheduled / max(1, O), st.max_lb() / ts, st.n_jobs / self.max_jobs,
+            self._ea[self._elig_slice, 4] = st.assigned[self._elig_ops] == self._elig_ms
+        g = np.array([st.n_scheduled / max(1, O), self._max_lb / ts, st.n_jobs / self.max_jobs,
                       st.n_machines / self.max_machines], dtype=np.float32)
         return {
-            "x": x,
-            "edge_index": ei,
-            "edge_attr": ea,
-            "edge_mask": edge_mask,
+            "x": x.copy(),
+            "edge_index": self._ei.copy(),
+            "edge_attr": self._ea.copy(),
+            "edge_mask": self._edge_mask.astype(np.int8),
             "node_mask": self._node_mask.copy(),
             "action_mask": amask.astype(np.int8),
             "action_node": self._candidate_ops(amask),
@@ -325,9 +335,9 @@ class JobShopEnv(gym.Env):
     def _info(self, invalid: bool) -> dict[str, Any]:
         st = self.state
         info: dict[str, Any] = {
-            "action_mask": self.action_masks(),
+            "action_mask": self._mask.copy(),
             "invalid_action": invalid,
-            "makespan_lb": st.max_lb(),
+            "makespan_lb": self._max_lb,
             "instance": self.instance.name,
         }
         if st.done:
@@ -372,7 +382,7 @@ class FlexibleJobShopEnv(JobShopEnv):
     def decode_action(self, action: int) -> tuple[int, int | None]:
         return divmod(int(action), self.max_machines)
 
-    def action_masks(self) -> np.ndarray:
+    def _compute_mask(self) -> np.ndarray:
         st = self.state
         mask = np.zeros((self.max_jobs, self.max_machines), dtype=bool)
         mask[: st.n_jobs, : st.n_machines] = st.pair_mask()
@@ -380,7 +390,8 @@ class FlexibleJobShopEnv(JobShopEnv):
 
     def _is_valid(self, job: int, machine: int | None) -> bool:
         st = self.state
-        return 0 <= job < st.n_jobs and 0 <= machine < st.n_machines and bool(st.pair_mask()[job, machine])
+        return (0 <= job < st.n_jobs and 0 <= machine < st.n_machines
+                and bool(self._mask[job * self.max_machines + machine]))
 
     def _candidate_ops(self, mask: np.ndarray) -> np.ndarray:
         st = self.state

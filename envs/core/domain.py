@@ -1,0 +1,62 @@
+"""A scheduling domain as the evaluation tools see it.
+
+Each domain (job-shop, LLM serving, VM rescheduling, GPU DAG) exposes one :class:`Domain` object
+in ``envs/<domain>/domain.py``; ``scripts/evaluate.py`` and the leaderboard only talk to domains
+through it, so a new domain plugs in by adding a line to :data:`DOMAINS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from schedgym.envs.core.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Hooks of one scheduling domain.
+
+    Attributes:
+        name: short name used on the command line (``env=jobshop``).
+        env_ids: the Gymnasium ids of the domain.
+        resolve: expands an instance-set spec (set name, list of names or paths) into instance names.
+        load: loads one instance (or workload) by name or path.
+        make_env: ``make_env(instance, **env_kwargs) -> gym.Env`` builds an env for that instance.
+        validate: ``validate(instance, solution)`` raises on an infeasible solution; independent code.
+        metrics: ``metrics(instance, solution) -> dict[str, float]``.
+        env_id_of: the env id used for an instance (for the results table).
+        primary_metric: the metric tables sort by (for example ``gap_to_bks_pct``).
+        lower_is_better: whether smaller primary metric values are better.
+        table_metrics: metric columns shown in printed tables (all metrics go to CSV).
+    """
+
+    name: str
+    env_ids: tuple[str, ...]
+    resolve: Callable[[Any], list[str]]
+    load: Callable[[Any], Any]
+    make_env: Callable[..., gym.Env]
+    validate: Callable[[Any, Any], None]
+    metrics: Callable[[Any, Any], dict[str, float]]
+    env_id_of: Callable[[Any], str]
+    primary_metric: str
+    lower_is_better: bool = True
+    table_metrics: tuple[str, ...] = field(default_factory=tuple)
+
+
+#: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).
+DOMAINS: dict[str, str] = {
+    "jobshop": "schedgym.envs.jobshop.domain:DOMAIN",
+}
+
+
+def get_domain(name: str) -> Domain:
+    """The :class:`Domain` registered under ``name``; unknown names list the valid ones."""
+    if name not in DOMAINS:
+        raise UnknownNameError("domain (env=...)", name, DOMAINS)
+    module, attr = DOMAINS[name].split(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,58 @@
+"""The independent validator rejects planted violations and accepts correct schedules."""
+
+import numpy as np
+import pytest
+
+from schedgym.envs.core.errors import InfeasibleSolution
+from schedgym.envs.jobshop.instances import load_instance, parse_fjs, parse_standard
+from schedgym.envs.jobshop.types import JobShopSolution
+from schedgym.envs.jobshop.validate import validate
+
+# 2 jobs x 2 machines: job 0 = (m0, 3), (m1, 2); job 1 = (m1, 4), (m0, 1)
+INST = parse_standard("2 2\n0 3 1 2\n1 4 0 1\n", name="tiny")
+
+
+def sol(start, machine=None):
+    machine = machine if machine is not None else INST.op_machine
+    return JobShopSolution(np.array(start), np.array(machine))
+
+
+def test_accepts_feasible():
+    validate(INST, sol([0, 4, 0, 4]))
+
+
+def test_rejects_precedence_violation():
+    with pytest.raises(InfeasibleSolution, match="before its predecessor"):
+        validate(INST, sol([0, 2, 0, 4]))
+
+
+def test_rejects_machine_overlap():
+    # job0 op1 on m1 [3,5) overlaps job1 op0 on m1 [0,4)
+    with pytest.raises(InfeasibleSolution, match="at the same time"):
+        validate(INST, sol([0, 3, 0, 4]))
+
+
+def test_rejects_wrong_machine():
+    with pytest.raises(InfeasibleSolution, match="allowed machines"):
+        validate(INST, sol([0, 4, 0, 4], machine=[1, 1, 1, 0]))
+
+
+def test_rejects_unscheduled_and_release():
+    with pytest.raises(InfeasibleSolution, match="not scheduled"):
+        validate(INST, sol([0, 4, -1, 4]))
+    late = INST.__class__(name="r", job_ptr=INST.job_ptr, proc=INST.proc, eligible=INST.eligible,
+                          release=np.array([1, 0]))
+    with pytest.raises(InfeasibleSolution, match="release"):
+        validate(late, sol([0, 4, 0, 4]))
+
+
+def test_flexible_machine_choice():
+    f = parse_fjs("1 2 1.5\n2 2 1 3 2 4 1 2 6\n")
+    validate(f, JobShopSolution(np.array([0, 4]), np.array([1, 1])))
+    with pytest.raises(InfeasibleSolution):
+        validate(f, JobShopSolution(np.array([0, 3]), np.array([1, 1])))  # op1 starts before op0 (4) ends
+
+
+def test_shape_mismatch():
+    with pytest.raises(InfeasibleSolution, match="expected"):
+        validate(load_instance("ft06"), sol([0, 1, 2, 3]))
