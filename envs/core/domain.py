@@ -33,6 +33,8 @@ class Domain:
         primary_metric: the metric tables sort by (for example ``gap_to_bks_pct``).
         lower_is_better: whether smaller primary metric values are better.
         table_metrics: metric columns shown in printed tables (all metrics go to CSV).
+        objective: the metric a search over solutions minimises (best-of-k sampling); empty means
+            ``primary_metric``.
     """
 
     name: str
@@ -46,11 +48,14 @@ class Domain:
     primary_metric: str
     lower_is_better: bool = True
     table_metrics: tuple[str, ...] = field(default_factory=tuple)
+    objective: str = ""
 
 
 #: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).
 DOMAINS: dict[str, str] = {
     "jobshop": "schedgym.envs.jobshop.domain:DOMAIN",
+    "gpudag": "schedgym.envs.gpudag.domain:DOMAIN",
+    "vmsched": "schedgym.envs.vmsched.domain:DOMAIN",
 }
 
 

@@ -6,7 +6,8 @@ A ``spaces.Dict`` of fixed shapes, so that SB3 accepts it and one GNN policy ser
 key           shape, dtype               meaning
 ============  =========================  ====================================================
 x             (N_max, F) float32         node features (padded rows are 0)
-edge_index    (2, E_max) int64           directed edges (source row 0, target row 1); padding 0
+edge_index    (2, E_max) int64           directed edges (source row 0, target row 1); entries
+                                         where edge_mask is 0 are padding (any valid index)
 edge_attr     (E_max, D) float32         edge features
 edge_mask     (E_max,) int8              1 for real edges
 node_mask     (N_max,) int8              1 for real nodes

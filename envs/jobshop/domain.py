@@ -36,4 +36,5 @@ DOMAIN = Domain(
     primary_metric="gap_to_bks_pct",
     lower_is_better=True,
     table_metrics=("makespan", "gap_to_bks_pct"),
+    objective="makespan",
 )

@@ -49,7 +49,8 @@ Terminates when every operation is scheduled; then ``info["solution"]`` (a
 ``instance``, ``generator``, ``scheme``, ``reward``, ``due_tightness`` (adds due dates by the
 total-work rule when the instance has none), ``max_jobs``/``max_machines``/``max_ops`` (padded
 sizes; default: the first instance's), ``reward_scale``, ``invalid_action_penalty``, ``render_mode``
-(``"rgb_array"``: a Gantt chart).
+(``"rgb_array"``: a Gantt chart), ``cycle`` (with a list of instances: take them in order at each
+reset instead of at random; for evaluation).
 
 ## Version History
 * v0: initial release.
@@ -97,6 +98,7 @@ class JobShopEnv(gym.Env):
         reward_scale: float | None = None,
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
+        cycle: bool = False,
     ):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -110,6 +112,8 @@ class JobShopEnv(gym.Env):
         self.reward_scale_arg = reward_scale
         self.invalid_action_penalty = float(invalid_action_penalty)
         self.render_mode = render_mode
+        self.cycle = cycle
+        self._next_index = 0
         if isinstance(instance, (list, tuple)):
             self.instances = [load_instance(i) for i in instance]
         elif instance is not None:
@@ -148,6 +152,9 @@ class JobShopEnv(gym.Env):
         options = options or {}
         if options.get("instance") is not None:
             inst = load_instance(options["instance"])
+        elif self.instances and self.cycle:
+            inst = self.instances[self._next_index % len(self.instances)]
+            self._next_index += 1
         elif self.instances:
             inst = self.instances[int(self.np_random.integers(len(self.instances)))]
         else:

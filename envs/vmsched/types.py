@@ -106,8 +106,9 @@ class VMInstance:
 
     @cached_property
     def must_move(self) -> np.ndarray:
-        """(V,) bool: VMs placed on a DISABLED or OUTAGE PM in the snapshot (evacuation)."""
-        return ~self.pm_active[self.init_pm]
+        """(V,) bool: movable VMs placed on a DISABLED or OUTAGE PM in the snapshot (evacuation).
+        Non-movable VMs on such PMs stay where they are."""
+        return ~self.pm_active[self.init_pm] & self.vm_movable
 
     @cached_property
     def numa_cpu(self) -> np.ndarray:

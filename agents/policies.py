@@ -1,0 +1,98 @@
+"""Maskable actor-critic policies for sb3-contrib's MaskablePPO.
+
+:class:`GraphPointerPolicy`: the node-pointer head of DESIGN.md section 3. The actor scores each
+action from ``[a_i || g]`` (a_i: embedding of the node(s) the action points at, g: graph embedding)
+with one shared MLP, so its parameters do not depend on the number of actions; the critic is an MLP
+over ``g``. Build it with ``features_extractor_class=PaddedGraphExtractor``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from torch import nn
+
+from schedgym.agents.extractor import PaddedGraphExtractor
+
+
+class PointerHeads(nn.Module):
+    """Splits the extractor's features into per-action latents and the value latent.
+
+    ``latent_pi`` is ``(B, A * h)``: for each action the hidden layer of the shared scorer MLP;
+    ``latent_vf`` is ``(B, h)``.
+    """
+
+    def __init__(self, n_actions: int, per_action_dim: int, graph_dim: int, hidden_dim: int = 64):
+        super().__init__()
+        self.n_actions, self.per_action_dim, self.graph_dim = n_actions, per_action_dim, graph_dim
+        self.actor = nn.Sequential(nn.Linear(per_action_dim + graph_dim, hidden_dim), nn.Tanh(),
+                                   nn.Linear(hidden_dim, hidden_dim), nn.Tanh())
+        self.critic = nn.Sequential(nn.Linear(graph_dim, hidden_dim), nn.Tanh(),
+                                    nn.Linear(hidden_dim, hidden_dim), nn.Tanh())
+        self.latent_dim_pi = n_actions * hidden_dim
+        self.latent_dim_vf = hidden_dim
+        self.hidden_dim = hidden_dim
+
+    def _split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = features.shape[0]
+        a = features[:, : self.n_actions * self.per_action_dim].reshape(B, self.n_actions, self.per_action_dim)
+        g = features[:, self.n_actions * self.per_action_dim:]
+        return a, g
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        a, g = self._split(features)
+        z = torch.cat([a, g.unsqueeze(1).expand(-1, a.shape[1], -1)], dim=-1)
+        return self.actor(z).reshape(features.shape[0], -1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.critic(self._split(features)[1])
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+class SharedScorer(nn.Module):
+    """``(B, A * h) -> (B, A)`` logits with one ``Linear(h, 1)`` shared by all actions."""
+
+    def __init__(self, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.linear = nn.Linear(hidden_dim, 1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        B = latent.shape[0]
+        return self.linear(latent.reshape(B, -1, self.hidden_dim)).squeeze(-1)
+
+
+class GraphPointerPolicy(MaskableActorCriticPolicy):
+    """MaskablePPO policy with a GNN extractor and a node-pointer actor.
+
+    Extra keyword: ``head_hidden_dim`` (width of the shared scorer and critic MLPs).
+    """
+
+    def __init__(self, *args: Any, head_hidden_dim: int = 64, **kwargs: Any):
+        self.head_hidden_dim = head_hidden_dim
+        kwargs.setdefault("features_extractor_class", PaddedGraphExtractor)
+        super().__init__(*args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        fe = self.features_extractor
+        if not isinstance(fe, PaddedGraphExtractor):
+            raise TypeError("GraphPointerPolicy needs features_extractor_class=PaddedGraphExtractor")
+        self.mlp_extractor = PointerHeads(fe.n_actions, fe.per_action_dim, fe.hidden_dim, self.head_hidden_dim)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # one scorer shared by all actions instead of SB3's Linear(A*h, A); rebuild the optimizer,
+        # else the new parameters would never be trained
+        self.action_net = SharedScorer(self.head_hidden_dim)
+        if self.ortho_init:
+            self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["head_hidden_dim"] = self.head_hidden_dim
+        return data

@@ -1,0 +1,151 @@
+"""Trained agents behind the same protocols as the baselines (DESIGN.md section 2).
+
+* :class:`TrainedPolicy`: greedy (or sampling) step-wise policy from a checkpoint.
+* :class:`SampledPolicySolver`: best of ``samples`` episodes (one greedy, the rest sampled), run in
+  lock-step so that each step is one batched forward pass; an offline solver for evaluation.
+* :func:`load_trained_agent`: what ``conf/policy/ppo_gnn.yaml`` instantiates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from schedgym.agents.checkpoint import load_policy, read_checkpoint, resolve_checkpoint
+
+
+def _obs_to_tensor(obs: dict[str, np.ndarray] | list[dict[str, np.ndarray]], device: str = "cpu"):
+    if isinstance(obs, list):
+        return {k: torch.as_tensor(np.stack([o[k] for o in obs])).to(device).float() for k in obs[0]}
+    return {k: torch.as_tensor(v).unsqueeze(0).to(device).float() for k, v in obs.items()}
+
+
+class TrainedPolicy:
+    """A checkpoint as a step-wise :class:`~schedgym.baselines.base.Policy`.
+
+    Args:
+        checkpoint: path or shipped name (None: the shipped job-shop policy).
+        deterministic: greedy (argmax) actions; else sample from the policy.
+        seed: seed of the sampling.
+    """
+
+    def __init__(self, checkpoint: str | None = None, deterministic: bool = True, seed: int = 0,
+                 name: str | None = None, device: str = "cpu"):
+        self.checkpoint = str(resolve_checkpoint(checkpoint))
+        payload = read_checkpoint(self.checkpoint)
+        self.env_id = payload["env_id"]
+        self.env_kwargs = dict(payload["env_kwargs"])
+        self.scheme = self.env_kwargs.get("scheme", "active")
+        self.deterministic = deterministic
+        self.name = name or payload["meta"].get("name", "ppo_gnn")
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self._policy = None
+        self._spaces_key = None
+
+    def reset_seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def _policy_for(self, env: gym.Env):
+        key = (repr(env.observation_space), repr(env.action_space))
+        if self._policy is None or key != self._spaces_key:
+            self._policy = load_policy(self.checkpoint, env.observation_space, env.action_space, self.device)
+            self._spaces_key = key
+        return self._policy
+
+    def reset(self, env: gym.Env) -> None:
+        self.env = env
+        self._policy_for(env)
+
+    @torch.no_grad()
+    def logits(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> torch.Tensor:
+        """Masked action logits (B=1) of the policy for ``obs``."""
+        dist = self._policy.get_distribution(_obs_to_tensor(obs, self.device), action_masks=mask[None])
+        return dist.distribution.logits[0]
+
+    def act(self, obs: dict[str, np.ndarray], info: dict) -> int:
+        mask = np.asarray(info.get("action_mask", obs["action_mask"]), dtype=bool)
+        logits = self.logits(obs, mask)
+        if self.deterministic:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+class SampledPolicySolver:
+    """Best of ``samples`` episodes of a trained policy (sample 0 is greedy); an offline solver.
+
+    The episodes run in lock-step so each decision is one batched forward pass. ``time_limit_s``
+    caps the wall time (seconds): sampling stops early and keeps the best complete solution.
+    """
+
+    def __init__(self, checkpoint: str | None = None, samples: int = 128, domain: str = "jobshop",
+                 seed: int = 0, batch_size: int = 128, name: str | None = None, device: str = "cpu"):
+        self.base = TrainedPolicy(checkpoint, deterministic=False, seed=seed, device=device)
+        self.samples = int(samples)
+        self.batch_size = int(batch_size)
+        self.domain_name = domain
+        self.scheme = self.base.scheme
+        self.seed = seed
+        self.name = name or f"{self.base.name}_x{self.samples}"
+
+    def solve(self, instance: Any, time_limit_s: float | None = None):
+        from schedgym.envs.core.domain import get_domain
+
+        domain = get_domain(self.domain_name)
+        objective = domain.objective or domain.primary_metric
+        t0 = time.perf_counter()
+        best, best_val = None, math.inf
+        done_samples = 0
+        gen = torch.Generator().manual_seed(self.seed)
+        while done_samples < self.samples:
+            k = min(self.batch_size, self.samples - done_samples)
+            envs = [domain.make_env(instance, **self.base.env_kwargs) for _ in range(k)]
+            policy = self.base._policy_for(envs[0])
+            obs, infos = zip(*[e.reset(seed=self.seed + i, options={"instance": instance}) for i, e in enumerate(envs)])
+            obs, infos = list(obs), list(infos)
+            alive = list(range(k))
+            final: dict[int, Any] = {}
+            while alive:
+                with torch.no_grad():
+                    masks = np.stack([np.asarray(infos[i]["action_mask"], dtype=bool) for i in alive])
+                    dist = policy.get_distribution(_obs_to_tensor([obs[i] for i in alive]), action_masks=masks)
+                    logits = dist.distribution.logits
+                    sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
+                    if done_samples == 0:
+                        sampled[0] = torch.argmax(logits[0])  # the first episode is the greedy one
+                still = []
+                for row, i in enumerate(alive):
+                    o, _, term, trunc, info = envs[i].step(int(sampled[row]))
+                    obs[i], infos[i] = o, info
+                    if term or trunc:
+                        final[i] = info
+                    else:
+                        still.append(i)
+                alive = still
+            for info in final.values():
+                if "solution" in info:
+                    val = float(info["metrics"][objective])
+                    if val < best_val:
+                        best, best_val = info["solution"], val
+            done_samples += k
+            if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+                break
+        if best is None:
+            raise RuntimeError(f"{self.name}: no complete episode in {done_samples} samples")
+        best.status = "feasible"
+        best.meta.update(samples=done_samples, wall_time_s=time.perf_counter() - t0)
+        return best
+
+
+def load_trained_agent(checkpoint: str | None = None, samples: int = 1, deterministic: bool = True,
+                       domain: str = "jobshop", seed: int = 0, name: str | None = None):
+    """A :class:`TrainedPolicy` (``samples=1``) or a :class:`SampledPolicySolver` (``samples>1``)."""
+    if int(samples) > 1:
+        return SampledPolicySolver(checkpoint, samples=samples, domain=domain, seed=seed, name=name)
+    return TrainedPolicy(checkpoint, deterministic=deterministic, seed=seed, name=name)

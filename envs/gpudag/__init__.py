@@ -1,0 +1,1 @@
+"""DAG jobs on heterogeneous GPU clusters (HEFT's domain): types, generators, core, env, validator."""

@@ -1,0 +1,147 @@
+"""Model and device configurations (small YAML files) and the derived memory arithmetic.
+
+Source of truth: ``envs/data/llmserve/{models,devices}/*.yaml`` (shipped inside the package).
+``conf/llm/{models,devices}/`` holds identical copies for Hydra users; a test keeps them equal.
+A name is looked up there; a path to a YAML file is read directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "llmserve"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A decoder-only transformer (Llama style).
+
+    Attributes:
+        name: short name (``llama2-7b``).
+        num_layers: transformer blocks.
+        num_q_heads, num_kv_heads: attention heads (KV heads < Q heads: grouped-query attention).
+        embedding_dim: hidden size.
+        mlp_hidden_dim: MLP intermediate size.
+        vocab_size: vocabulary size.
+        use_gated_mlp: SwiGLU-style gated MLP (3 weight matrices) or plain (2).
+        post_attn_norm: a norm before the MLP.
+        max_model_len: longest context (prompt + output tokens).
+        dtype_bytes: bytes per weight and per KV element (2 for fp16/bf16).
+        hf_name: Hugging Face id, informational.
+    """
+
+    name: str
+    num_layers: int
+    num_q_heads: int
+    num_kv_heads: int
+    embedding_dim: int
+    mlp_hidden_dim: int
+    vocab_size: int
+    use_gated_mlp: bool = True
+    post_attn_norm: bool = True
+    max_model_len: int = 4096
+    dtype_bytes: int = 2
+    hf_name: str | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.embedding_dim // self.num_q_heads
+
+    def kv_bytes_per_token(self, tp: int = 1, pp: int = 1) -> int:
+        """KV-cache bytes one token occupies on one device: 2 (K and V) x layers per stage x KV heads
+        per tensor-parallel worker x head dim x bytes per element."""
+        return (2 * (self.num_layers // pp) * math.ceil(self.num_kv_heads / tp) * self.head_dim
+                * self.dtype_bytes)
+
+    def params_per_device(self, tp: int = 1, pp: int = 1) -> int:
+        """Weights on one device (Vidur's count: attention and MLP matrices, no embeddings)."""
+        h, hd = self.embedding_dim, self.head_dim
+        q = self.num_q_heads // tp
+        kv = math.ceil(self.num_kv_heads / tp)
+        per_layer = h * hd * (q + 2 * kv) + h * hd * q
+        per_layer += (3 if self.use_gated_mlp else 2) * h * self.mlp_hidden_dim // tp
+        return per_layer * (self.num_layers // pp)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """An accelerator (or the CPU) that hosts one tensor-parallel shard.
+
+    Attributes:
+        name: short name (``a100``).
+        memory_gb: device memory, GiB.
+        fp16_tflops: peak dense fp16 TFLOP/s (informational).
+        hbm_gbps: memory bandwidth, GB/s (informational).
+        pcie_gbps: host link bandwidth used for KV swap, GB/s.
+    """
+
+    name: str
+    memory_gb: float
+    fp16_tflops: float = 0.0
+    hbm_gbps: float = 0.0
+    pcie_gbps: float = 32.0
+
+
+def _read_yaml(path: Path, cls):
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InstanceFormatError(str(path), f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InstanceFormatError(str(path), "expected a mapping of fields", fix=f"see {DATA_DIR}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise InstanceFormatError(str(path), f"unknown fields {sorted(unknown)}",
+                                  fix=f"valid fields: {sorted(known)}")
+    missing = {f.name for f in fields(cls) if f.name not in data and f.default is MISSING}
+    if missing:
+        raise InstanceFormatError(str(path), f"missing fields {sorted(missing)}",
+                                  fix="add them (see the shipped files for examples)")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise InstanceFormatError(str(path), str(exc)) from exc
+
+
+def _catalogue(kind: str) -> dict[str, Path]:
+    return {p.stem: p for p in sorted((DATA_DIR / kind).glob("*.yaml"))}
+
+
+@lru_cache(maxsize=None)
+def load_model(name_or_path: str) -> ModelConfig:
+    """A :class:`ModelConfig` by shipped name (``llama2-7b``) or YAML path."""
+    p = Path(str(name_or_path))
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return _read_yaml(p, ModelConfig)
+    cat = _catalogue("models")
+    if name_or_path not in cat:
+        raise UnknownNameError("model config", str(name_or_path), cat)
+    return _read_yaml(cat[name_or_path], ModelConfig)
+
+
+@lru_cache(maxsize=None)
+def load_device(name_or_path: str) -> DeviceConfig:
+    """A :class:`DeviceConfig` by shipped name (``a100``) or YAML path."""
+    p = Path(str(name_or_path))
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return _read_yaml(p, DeviceConfig)
+    cat = _catalogue("devices")
+    if name_or_path not in cat:
+        raise UnknownNameError("device config", str(name_or_path), cat)
+    return _read_yaml(cat[name_or_path], DeviceConfig)
+
+
+def model_names() -> list[str]:
+    return list(_catalogue("models"))
+
+
+def device_names() -> list[str]:
+    return list(_catalogue("devices"))

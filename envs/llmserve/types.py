@@ -1,0 +1,179 @@
+"""LLM-serving instance and solution types, shared by the simulator, the envs, the validator and the metrics.
+
+Time is in seconds throughout, lengths in tokens, memory in bytes or KV blocks (of ``block_size``
+tokens). Requests are numbered 0..N-1 in arrival order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+SCHEDULERS = ("vllm_v0", "sarathi", "orca")
+PREEMPTION = ("recompute", "swap")
+KV_CAPACITY = ("memory", "vidur")
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One model replica (a group of devices serving one copy of the model).
+
+    Attributes:
+        model: model config name (``conf/llm/models``), e.g. ``llama2-7b``.
+        device: device config name (``conf/llm/devices``), e.g. ``a100``.
+        tp: tensor-parallel degree (devices per pipeline stage).
+        pp: pipeline stages (layers split evenly; one micro-batch in flight per replica).
+        scheduler: ``vllm_v0`` (prefill-prioritised, prefill-only or decode-only batches),
+            ``sarathi`` (vLLM v1 / Sarathi-Serve: chunked prefill mixed with decodes within
+            ``chunk_size`` tokens) or ``orca`` (iteration-level, whole prompts, KV reserved for the
+            model length).
+        batch_cap: most requests resident (and in one batch).
+        max_tokens_in_batch: vLLM v0 token budget (batch size x longest prompt in the batch).
+        chunk_size: Sarathi token budget per iteration.
+        block_size: tokens per KV block.
+        watermark_fraction: fraction of blocks kept free when admitting a new request.
+        memory_utilization: fraction of device memory usable (weights + KV + activations).
+        activation_reserve_gb: memory kept for activations, GiB per device.
+        kv_capacity: ``memory`` ((memory x utilisation - weights - reserve) / KV bytes per token) or
+            ``vidur`` (Vidur's rule: whole max-length request slots, 10 % margin).
+        num_blocks: explicit KV blocks (overrides ``kv_capacity``).
+        preemption: ``recompute`` (free the KV, prefill again later) or ``swap`` (copy it to host
+            memory over ``pcie_gbps`` and back).
+        cpu_overhead_ms: a constant per-iteration CPU overhead, milliseconds.
+        profile: a profile name or ``.npz`` path (default: ``<device>__<model>__tp<tp>``).
+    """
+
+    model: str = "llama2-7b"
+    device: str = "a100"
+    tp: int = 1
+    pp: int = 1
+    scheduler: str = "vllm_v0"
+    batch_cap: int = 128
+    max_tokens_in_batch: int = 4096
+    chunk_size: int = 512
+    block_size: int = 16
+    watermark_fraction: float = 0.01
+    memory_utilization: float = 0.9
+    activation_reserve_gb: float = 0.0
+    kv_capacity: str = "memory"
+    num_blocks: int | None = None
+    preemption: str = "recompute"
+    cpu_overhead_ms: float = 0.0
+    profile: str | None = None
+
+    def __post_init__(self):
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.preemption not in PREEMPTION:
+            raise ValueError(f"preemption must be one of {PREEMPTION}, got {self.preemption!r}")
+        if self.kv_capacity not in KV_CAPACITY:
+            raise ValueError(f"kv_capacity must be one of {KV_CAPACITY}, got {self.kv_capacity!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class LLMServeInstance:
+    """A serving problem: a request stream and the cluster that serves it.
+
+    Attributes:
+        name: workload name (encodes trace, rate, number of requests, seed and cluster options).
+        arrival: (N,) float64 arrival times, seconds, non-decreasing.
+        prompt: (N,) int64 prompt (prefill) tokens, >= 1.
+        output: (N,) int64 output (decode) tokens to generate, >= 1 (hidden from policies unless revealed).
+        klass: (N,) int64 SLO class of each request.
+        tenant: (N,) int64 tenant of each request (for fairness).
+        slo_ttft: (C,) float64 time-to-first-token SLO of each class, seconds.
+        slo_tpot: (C,) float64 time-per-output-token SLO of each class, seconds.
+        class_names: (C,) names of the classes.
+        replicas: the cluster's replicas.
+        rate: nominal arrival rate, requests per second.
+        source: trace / generator description.
+        meta: free-form details.
+    """
+
+    name: str
+    arrival: np.ndarray  # (N,) float64
+    prompt: np.ndarray  # (N,) int64
+    output: np.ndarray  # (N,) int64
+    klass: np.ndarray  # (N,) int64
+    tenant: np.ndarray  # (N,) int64
+    slo_ttft: np.ndarray  # (C,) float64
+    slo_tpot: np.ndarray  # (C,) float64
+    class_names: tuple[str, ...] = ("default",)
+    replicas: tuple[ReplicaSpec, ...] = (ReplicaSpec(),)
+    rate: float = 0.0
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_requests(self) -> int:
+        return int(self.arrival.shape[0])
+
+    @property
+    def n_replicas(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def n_tenants(self) -> int:
+        return int(self.tenant.max(initial=-1)) + 1
+
+    def with_replicas(self, replicas: tuple[ReplicaSpec, ...]) -> LLMServeInstance:
+        return replace(self, replicas=tuple(replicas))
+
+    def window(self, start: int, count: int) -> LLMServeInstance:
+        """Requests ``start .. start+count-1`` with arrival times shifted to start at 0."""
+        s = slice(start, start + count)
+        a = self.arrival[s]
+        a = a - (a[0] if len(a) else 0.0)
+        return replace(self, name=f"{self.name}[{start}:{start + count}]", arrival=a, prompt=self.prompt[s],
+                       output=self.output[s], klass=self.klass[s], tenant=self.tenant[s])
+
+
+@dataclass
+class LLMServeSolution:
+    """The complete trace of one simulation: per-request outcomes and the iteration log.
+
+    Attributes:
+        replica: (N,) int64 replica each request was routed to (-1: rejected at arrival).
+        rejected: (N,) bool request longer than the replica's KV capacity or model length.
+        first_token: (N,) float64 time the first output token was produced, seconds (nan if rejected).
+        completion: (N,) float64 time the last output token was produced, seconds (nan if rejected).
+        first_scheduled: (N,) float64 start of the first iteration that processed the request.
+        preemptions: (N,) int64 times the request was preempted.
+        it_replica: (I,) int64 replica of each iteration.
+        it_start, it_end: (I,) float64 iteration start and end times, seconds.
+        it_ptr: (I+1,) int64 CSR pointers into it_req/it_tokens.
+        it_req: (T,) int64 requests processed in each iteration.
+        it_tokens: (T,) int64 tokens processed for that request (prefill chunk, or 1 for a decode).
+        ev_req, ev_time, ev_kind: (E,) preemption events: kind 0 = restart (KV dropped, recompute),
+            1 = swap out (KV to host), 2 = swap in (KV back).
+        num_blocks: (R,) int64 KV blocks of each replica.
+        block_size: tokens per block.
+        kv_peak_blocks: (R,) int64 most blocks the simulator held at once (its own accounting).
+        status: ``feasible``.
+    """
+
+    replica: np.ndarray
+    rejected: np.ndarray
+    first_token: np.ndarray
+    completion: np.ndarray
+    first_scheduled: np.ndarray
+    preemptions: np.ndarray
+    it_replica: np.ndarray
+    it_start: np.ndarray
+    it_end: np.ndarray
+    it_ptr: np.ndarray
+    it_req: np.ndarray
+    it_tokens: np.ndarray
+    ev_req: np.ndarray
+    ev_time: np.ndarray
+    ev_kind: np.ndarray
+    num_blocks: np.ndarray
+    block_size: int = 16
+    kv_peak_blocks: np.ndarray | None = None
+    status: str = "feasible"
+    bound: float | None = None
+
+    @property
+    def n_iterations(self) -> int:
+        return int(self.it_start.shape[0])

@@ -1,0 +1,232 @@
+"""Request workloads: shipped traces (token lengths and arrival times), arrival processes, and
+workload names that encode everything needed to rebuild an instance.
+
+A workload name is ``<trace>:key=value:...``, for example
+``azure_conv:rate=3.5:n=500:seed=0`` or ``sharegpt:rate=12:n=1000:seed=1:arrival=gamma:cv=2:replicas=4``.
+
+Keys (defaults in brackets): ``rate`` requests/s [the trace's own rate], ``n`` requests [500],
+``seed`` [0], ``arrival`` = ``poisson`` | ``gamma`` | ``trace`` | ``vidur`` (Vidur's Poisson: Python's
+``random`` seeded, intervals capped at 3/rate, lengths shuffled by pandas) [poisson], ``cv`` gamma
+coefficient of variation [2], ``start`` first trace row for ``arrival=trace`` [0], ``max_tokens``
+cap on prompt+output [the model's length], ``ttft``/``tpot`` SLOs in seconds [per trace],
+``tenants`` [1], ``replicas`` [1], ``model`` [llama2-7b], ``device`` [a100], ``tp`` [1],
+``scheduler`` [vllm_v0], ``batch_cap`` [128], ``max_tokens_in_batch`` [4096], ``chunk_size`` [512],
+``preemption`` [recompute], ``kv_capacity`` [memory].
+
+Traces (see ``envs/data/ATTRIBUTION.md``): ``azure_conv`` (19,366 requests), ``azure_code`` (8,819),
+``arxiv_sum`` (28,257, no arrival times), ``sharegpt`` (30,731, no arrival times), and
+``synthetic`` (seeded lognormal lengths; keys ``prompt_mean``, ``output_mean``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
+from schedgym.envs.llmserve.configs import DATA_DIR, load_model
+from schedgym.envs.llmserve.types import LLMServeInstance, ReplicaSpec
+
+TRACE_DIR = DATA_DIR / "traces"
+TRACES = ("azure_conv", "azure_code", "arxiv_sum", "sharegpt")
+ARRIVALS = ("poisson", "gamma", "trace", "vidur")
+
+#: Default SLOs per trace (seconds): interactive traces use a chat SLO, summarisation DistServe's.
+DEFAULT_SLO = {
+    "azure_conv": (1.0, 0.1), "azure_code": (1.0, 0.1), "sharegpt": (1.0, 0.1),
+    "arxiv_sum": (15.0, 0.15), "synthetic": (1.0, 0.1),
+}
+_INT_KEYS = {"n", "seed", "start", "max_tokens", "tenants", "replicas", "tp", "pp", "batch_cap",
+             "max_tokens_in_batch", "chunk_size", "num_blocks"}
+_FLOAT_KEYS = {"rate", "cv", "ttft", "tpot", "prompt_mean", "output_mean", "cpu_overhead_ms"}
+_STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity"}
+REPLICA_KEYS = {"model", "device", "tp", "pp", "scheduler", "batch_cap", "max_tokens_in_batch", "chunk_size",
+                "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms"}
+
+
+def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrived_at seconds or empty, prompt tokens, output tokens) from a CSV with Vidur's columns
+    ``arrived_at`` (optional), ``num_prefill_tokens``, ``num_decode_tokens``."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InstanceFormatError(str(path), "trace file not found", fix="check the path")
+    df = pd.read_csv(path)
+    for c in ("num_prefill_tokens", "num_decode_tokens"):
+        if c not in df.columns:
+            raise InstanceFormatError(str(path), f"missing column {c!r}",
+                                      fix="a trace needs num_prefill_tokens and num_decode_tokens (arrived_at optional)")
+    cols = ["num_prefill_tokens", "num_decode_tokens"] + (["arrived_at"] if "arrived_at" in df.columns else [])
+    for c in cols:
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = v.isna() | (v < (0 if c == "arrived_at" else 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InstanceFormatError(str(path), f"column {c!r} has a negative, zero or non-numeric value "
+                                                 f"({df[c].iloc[i]!r})", line=i + 2,
+                                      fix="token counts must be integers >= 1 and times >= 0")
+    arr = df["arrived_at"].to_numpy(np.float64) if "arrived_at" in df.columns else np.zeros(0)
+    return arr, df.num_prefill_tokens.to_numpy(np.int64), df.num_decode_tokens.to_numpy(np.int64)
+
+
+@lru_cache(maxsize=8)
+def load_trace(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shipped trace by name, or a CSV path: (arrived_at, prompt, output)."""
+    if name in TRACES:
+        z = np.load(TRACE_DIR / f"{name}.npz")
+        return z["arrived_at"], z["prompt"].astype(np.int64), z["output"].astype(np.int64)
+    if Path(name).suffix == ".csv":
+        return read_trace_csv(name)
+    raise UnknownNameError("trace", name, list(TRACES) + ["synthetic"])
+
+
+def cap_lengths(prompt: np.ndarray, output: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vidur's cap: if prompt + output exceeds ``max_tokens``, remove the excess from both in
+    proportion (rounded up), keeping at least one token of each."""
+    prompt = prompt.astype(np.int64)
+    output = output.astype(np.int64)
+    total = prompt + output
+    diff = np.clip(total - max_tokens, 0, None)
+    p = prompt - np.ceil(diff * (prompt / total)).astype(np.int64)
+    o = output - np.ceil(diff * (output / total)).astype(np.int64)
+    return np.clip(p, 1, None), np.clip(o, 1, None)
+
+
+def poisson_arrivals(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times of a Poisson process (exponential gaps of mean 1/rate), starting after one gap."""
+    return np.cumsum(rng.exponential(1.0 / rate, n))
+
+
+def gamma_arrivals(n: int, rate: float, cv: float, rng: np.random.Generator) -> np.ndarray:
+    """Bursty arrivals: gamma gaps with mean 1/rate and coefficient of variation ``cv``."""
+    shape = 1.0 / (cv * cv)
+    return np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), n))
+
+
+def vidur_poisson_arrivals(n: int, rate: float, seed: int) -> np.ndarray:
+    """Vidur's Poisson generator: Python ``random`` seeded with ``seed``, gaps
+    ``-log(1 - U) / rate`` capped at ``3 / rate``."""
+    r = random.Random(seed)
+    cap = 3.0 / rate
+    t, out = 0.0, np.empty(n)
+    for i in range(n):
+        t += min(-math.log(1.0 - r.random()) / rate, cap)
+        out[i] = t
+    return out
+
+
+def parse_name(name: str) -> tuple[str, dict]:
+    """(trace, options) of a workload name; errors name the bad key."""
+    parts = str(name).split(":")
+    trace, opts = parts[0], {}
+    for p in parts[1:]:
+        if "=" not in p:
+            raise InstanceFormatError(str(name), f"option {p!r} is not key=value",
+                                      fix="write e.g. azure_conv:rate=3.5:n=500:seed=0")
+        k, v = p.split("=", 1)
+        try:
+            if k in _INT_KEYS:
+                opts[k] = int(v)
+            elif k in _FLOAT_KEYS:
+                opts[k] = float(v)
+            elif k in _STR_KEYS:
+                opts[k] = v
+            else:
+                raise UnknownNameError("workload option", k, sorted(_INT_KEYS | _FLOAT_KEYS | _STR_KEYS))
+        except ValueError as exc:
+            raise InstanceFormatError(str(name), f"option {k}={v!r} is not a number", fix=str(exc)) from exc
+    if opts.get("arrival", "poisson") not in ARRIVALS:
+        raise UnknownNameError("arrival process", opts["arrival"], ARRIVALS)
+    return trace, opts
+
+
+def build_workload(name: str) -> LLMServeInstance:
+    """Build the instance a workload name describes (deterministic per name)."""
+    trace, o = parse_name(name)
+    n = int(o.get("n", 500))
+    seed = int(o.get("seed", 0))
+    arrival_kind = o.get("arrival", "poisson")
+    spec = ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
+    model = load_model(spec.model)
+    max_tokens = int(o.get("max_tokens", model.max_model_len))
+    rng = np.random.default_rng(seed)
+    if n <= 0:
+        raise InstanceFormatError(name, "n must be at least 1", fix="n=500")
+    if trace == "synthetic":
+        pm, om = o.get("prompt_mean", 512.0), o.get("output_mean", 128.0)
+        prompt = np.maximum(1, rng.lognormal(math.log(pm) - 0.5, 1.0, n)).astype(np.int64)
+        output = np.maximum(1, rng.lognormal(math.log(om) - 0.5, 1.0, n)).astype(np.int64)
+        t_arr = np.zeros(0)
+        src = "synthetic lognormal lengths"
+    else:
+        t_arr, p_all, o_all = load_trace(trace)
+        p_all, o_all = cap_lengths(p_all, o_all, max_tokens)
+        src = f"trace {trace}"
+        if arrival_kind == "trace":
+            start = int(o.get("start", 0))
+            if len(t_arr) == 0:
+                raise InstanceFormatError(name, f"trace {trace} has no arrival times",
+                                          fix="use arrival=poisson or gamma")
+            idx = np.arange(start, start + n) % len(p_all)
+            prompt, output = p_all[idx], o_all[idx]
+        elif arrival_kind == "vidur":
+            import pandas as pd
+
+            order = pd.DataFrame({"i": np.arange(len(p_all))}).sample(frac=1, random_state=seed)["i"].to_numpy()
+            idx = order[np.arange(n) % len(order)]
+            prompt, output = p_all[idx], o_all[idx]
+        else:
+            idx = rng.permutation(len(p_all))[np.arange(n) % len(p_all)]
+            prompt, output = p_all[idx], o_all[idx]
+    prompt, output = cap_lengths(prompt, output, max_tokens)
+    rate = o.get("rate")
+    if arrival_kind == "trace":
+        a = t_arr[idx].astype(np.float64)
+        a = np.maximum.accumulate(a - a[0])
+        native = (n - 1) / max(a[-1], 1e-9) if n > 1 else 1.0
+        if rate is not None and n > 1:
+            a = a * (native / rate)
+        rate = rate or native
+    else:
+        if rate is None:
+            rate = 1.0
+        if rate <= 0:
+            raise InstanceFormatError(name, f"rate must be positive, got {rate}", fix="rate=3.5")
+        if arrival_kind == "poisson":
+            a = poisson_arrivals(n, rate, rng)
+        elif arrival_kind == "gamma":
+            a = gamma_arrivals(n, rate, float(o.get("cv", 2.0)), rng)
+        else:
+            a = vidur_poisson_arrivals(n, rate, seed)
+    ttft, tpot = DEFAULT_SLO.get(trace, (1.0, 0.1))
+    ttft, tpot = float(o.get("ttft", ttft)), float(o.get("tpot", tpot))
+    n_ten = int(o.get("tenants", 1))
+    tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
+    replicas = tuple([spec] * int(o.get("replicas", 1)))
+    return LLMServeInstance(
+        name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
+        klass=np.zeros(n, np.int64), tenant=tenant.astype(np.int64), slo_ttft=np.array([ttft]),
+        slo_tpot=np.array([tpot]), class_names=(trace,), replicas=replicas, rate=float(rate), source=src,
+        meta={"options": o})
+
+
+def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: float = 1.0, slo_tpot: float = 0.1,
+                  tenant=None, name: str = "custom") -> LLMServeInstance:
+    """An instance from explicit arrays (tests, hand-made examples)."""
+    arrival = np.asarray(arrival, np.float64)
+    n = len(arrival)
+    prompt = np.asarray(prompt, np.int64)
+    output = np.asarray(output, np.int64)
+    if (prompt < 1).any() or (output < 1).any():
+        raise InstanceFormatError(name, "prompt and output lengths must be >= 1", fix="drop empty requests")
+    if np.any(np.diff(arrival) < 0):
+        raise InstanceFormatError(name, "arrival times must be non-decreasing", fix="sort the requests")
+    return LLMServeInstance(name=name, arrival=arrival, prompt=prompt, output=output, klass=np.zeros(n, np.int64),
+                            tenant=np.zeros(n, np.int64) if tenant is None else np.asarray(tenant, np.int64),
+                            slo_ttft=np.array([slo_ttft]), slo_tpot=np.array([slo_tpot]),
+                            replicas=tuple(replicas), rate=float(n / max(arrival[-1], 1e-9)) if n else 0.0)

@@ -1,0 +1,41 @@
+"""The VM rescheduling domain's hooks for evaluation and leaderboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from schedgym.envs.core.domain import Domain
+from schedgym.envs.vmsched.instances import load_instance, resolve_instances
+from schedgym.envs.vmsched.metrics import metrics
+from schedgym.envs.vmsched.types import VMInstance
+from schedgym.envs.vmsched.validate import validate
+
+ENV_ID = "schedgym/VMReschedule-v0"
+
+
+def env_id_of(instance: VMInstance) -> str:
+    return ENV_ID
+
+
+def make_env(instance: VMInstance, **env_kwargs: Any) -> gym.Env:
+    """An env sized for ``instance``."""
+    import schedgym  # noqa: F401  (registers the ids)
+
+    return gym.make(ENV_ID, instance=instance, **env_kwargs)
+
+
+DOMAIN = Domain(
+    name="vmsched",
+    env_ids=(ENV_ID,),
+    resolve=resolve_instances,
+    load=load_instance,
+    make_env=make_env,
+    validate=validate,
+    metrics=metrics,
+    env_id_of=env_id_of,
+    primary_metric="fragment_rate",
+    lower_is_better=True,
+    table_metrics=("initial_fragment_rate", "fragment_rate", "migrations", "violations"),
+)

@@ -1,0 +1,362 @@
+"""Gymnasium adapter of the VM rescheduling core: ``schedgym/VMReschedule-v0``.
+
+## Description
+VM rescheduling (VMR2L, EuroSys 2025): given a snapshot of a cluster, migrate at most ``mnl``
+VMs, one after the other, to lower the fragment rate FR = sum over ACTIVE PMs and NUMA nodes of
+``free cores mod 16`` / total free cores. Each migration is a two-phase decision: phase 0 picks a
+VM (or STOP), phase 1 picks its target (PM, NUMA node). Feasibility (capacity per NUMA node, 2-NUMA
+VMs, anti-affinity, movable flag, ACTIVE target, evacuation of DISABLED/OUTAGE PMs) is enforced by
+the masks; see :mod:`schedgym.envs.vmsched.state`.
+
+## Action Space
+``Discrete(A)`` with ``A = max(max_vms + 1, 2 * max_pms)``. Phase 0: action ``v < max_vms`` picks VM
+``v``, action ``max_vms`` is STOP. Phase 1: action ``2 * pm + numa`` (``numa = 0`` for 2-NUMA VMs).
+:meth:`action_masks` (sb3-contrib convention; also ``info["action_mask"]`` and
+``obs["action_mask"]``) returns the current phase's mask; a phase-0 VM is valid only if it has a
+feasible target, so phase 1 always has one. Invalid actions are no-ops with
+``info["invalid_action"] = True`` and reward ``invalid_action_penalty``; after ``max_vms + mnl``
+invalid actions the episode is truncated. :meth:`encode_move` / :meth:`step_move` give the flat
+``(vm, pm, numa)`` view used by search baselines.
+
+## Observation Space
+The padded graph of :mod:`schedgym.envs.core.graph_obs`. Nodes: ``2 * max_pms`` NUMA nodes (row
+``2 * pm + numa``), then ``max_vms`` VM nodes (row ``2 * max_pms + v``), then one STOP node.
+Node features (cores, MB, GPUs divided by the largest NUMA capacity of the instance):
+
+0. NUMA-node flag; 1. VM flag; 2. STOP flag; 3. NUMA: free cores, VM: cores per NUMA node;
+4. memory (same); 5. GPUs (same); 6. NUMA: ``(free cores mod 16) / 16`` (0 if not ACTIVE), VM:
+``(cores per node mod 16) / 16``; 7. NUMA: PM ACTIVE, VM: movable; 8. NUMA: node index, VM: 2-NUMA
+flag; 9. NUMA: used-core fraction, VM: must be evacuated; 10. NUMA: valid target of the selected VM
+(phase 1), VM: selected (phase 1); 11. VM: fragment cores its source loses if it leaves, / 16.
+
+Edges: the two NUMA nodes of each PM (both directions) and VM -> NUMA node of its placement (two
+edges for a 2-NUMA VM). Edge features: placement flag, sibling flag, cores per node / capacity.
+``globals``: phase, migrations left / mnl, FR, initial FR, migrations used / mnl, PMs / max_pms,
+VMs / max_vms, VMs still to evacuate / mnl. ``action_node`` maps each action to its node (VM, NUMA or
+STOP node).
+
+## Rewards
+Phase-1 steps: decrease of FR by the move (scale-free; sums to initial FR - final FR) minus
+``migration_cost``. Phase-0 steps and STOP: 0.
+
+## Starting State
+The snapshot given by ``options={"instance": ...}`` (a name such as ``"gen_m_medium_s0"``, a JSON
+path or a :class:`VMInstance`), else one of the env's instances, else a fresh draw of the generator
+(default: S size, medium utilisation).
+
+## Episode End
+Terminated on STOP or when the ``mnl`` migrations are used. At the end, ``info["solution"]`` (the
+migration plan, :class:`VMSolution`) and ``info["metrics"]`` (``fragment_rate``,
+``initial_fragment_rate``, ``migrations``, ``violations``, ...) are filled.
+
+## Arguments
+``instance`` (name, path, instance or list of them), ``generator`` (callable ``rng -> VMInstance``),
+``mnl`` (migration number limit; None: the instance's), ``max_pms`` / ``max_vms`` (padded sizes),
+``migration_cost`` (reward per migration), ``invalid_action_penalty``, ``render_mode`` (``"rgb_array"``).
+
+## Version History
+* v0: initial version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.vmsched.generator import VMClusterGenerator
+from schedgym.envs.vmsched.instances import load_instance
+from schedgym.envs.vmsched.metrics import metrics
+from schedgym.envs.vmsched.state import VMState
+from schedgym.envs.vmsched.types import VMInstance, VMSolution
+
+N_NODE_FEATURES = 12
+N_EDGE_FEATURES = 3
+N_GLOBALS = 8
+
+InstanceSpec = str | VMInstance | Sequence[str | VMInstance] | None
+
+
+class VMRescheduleEnv(gym.Env):
+    """Two-phase VM rescheduling (see the module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        instance: InstanceSpec = None,
+        generator: Callable[[np.random.Generator], VMInstance] | None = None,
+        mnl: int | None = None,
+        max_pms: int | None = None,
+        max_vms: int | None = None,
+        migration_cost: float = 0.0,
+        invalid_action_penalty: float = -1.0,
+        render_mode: str | None = None,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.mnl_arg = None if mnl is None else int(mnl)
+        self.migration_cost = float(migration_cost)
+        self.invalid_action_penalty = float(invalid_action_penalty)
+        if isinstance(instance, (list, tuple)):
+            self.instances = [load_instance(i) for i in instance]
+        elif instance is not None:
+            self.instances = [load_instance(instance)]
+        else:
+            self.instances = []
+        self.generator = generator or VMClusterGenerator(size="S")
+        if self.instances:
+            bounds = [(i.n_pms, i.n_vms) for i in self.instances]
+        elif hasattr(self.generator, "size_bounds"):
+            bounds = [self.generator.size_bounds()]
+        else:
+            sample = self.generator(np.random.default_rng(0))
+            bounds = [(sample.n_pms, sample.n_vms)]
+        self.max_pms = int(max_pms or max(b[0] for b in bounds))
+        self.max_vms = int(max_vms or max(b[1] for b in bounds))
+        self.n_numa_nodes = 2 * self.max_pms
+        self.stop_action = self.max_vms
+        self.n_actions = max(self.max_vms + 1, 2 * self.max_pms)
+        self.n_nodes = 2 * self.max_pms + self.max_vms + 1
+        self.stop_node = self.n_nodes - 1
+        self.max_edges = 2 * self.max_pms + 2 * self.max_vms
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.observation_space = padded_graph_space(
+            self.n_nodes, N_NODE_FEATURES, self.max_edges, N_EDGE_FEATURES, self.n_actions, N_GLOBALS)
+        # action -> node maps of the two phases
+        node0 = np.zeros(self.n_actions, dtype=np.int64)
+        node0[: self.max_vms] = 2 * self.max_pms + np.arange(self.max_vms)
+        node0[self.stop_action] = self.stop_node
+        node1 = np.zeros(self.n_actions, dtype=np.int64)
+        node1[: 2 * self.max_pms] = np.arange(2 * self.max_pms)
+        self._action_node = (node0, node1)
+        self.state: VMState | None = None
+        self.instance: VMInstance | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # episode control
+    # ------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if options.get("instance") is not None:
+            inst = load_instance(options["instance"])
+        elif self.instances:
+            inst = self.instances[int(self.np_random.integers(len(self.instances)))]
+        else:
+            inst = self.generator(self.np_random)
+        if inst.n_pms > self.max_pms or inst.n_vms > self.max_vms:
+            raise ValueError(
+                f"instance {inst.name} ({inst.n_pms} PMs, {inst.n_vms} VMs) does not fit this env's padded "
+                f"sizes (max_pms={self.max_pms}, max_vms={self.max_vms}); build the env with larger "
+                "max_pms/max_vms")
+        self.instance = inst
+        self.state = VMState(inst, mnl=self.mnl_arg)
+        self.phase = 0
+        self.selected = -1
+        self.n_invalid = 0
+        self.done = False
+        self.initial_fr = self.state.fragment_rate()
+        self._t0 = time.perf_counter()
+        self._prepare_static(inst)
+        self._refresh()
+        return self._observation(), self._info(invalid=False)
+
+    def _prepare_static(self, inst: VMInstance) -> None:
+        P, V, Pm = inst.n_pms, inst.n_vms, self.max_pms
+        st = self.state
+        self.cpu_scale = float(max(1, inst.pm_cpu.max(initial=1)))
+        self.mem_scale = float(max(1, inst.pm_mem.max(initial=1)))
+        self.gpu_scale = float(max(1, inst.pm_gpu.max(initial=1)))
+        g = st.g
+        x = np.zeros((self.n_nodes, N_NODE_FEATURES), dtype=np.float32)
+        x[: 2 * P, 0] = 1.0
+        x[: 2 * P, 8] = np.tile([0.0, 1.0], P)
+        x[: 2 * P, 7] = np.repeat(st.active, 2)
+        vr = slice(2 * Pm, 2 * Pm + V)
+        x[vr, 1] = 1.0
+        x[vr, 3] = st.c / self.cpu_scale
+        x[vr, 4] = st.m / self.mem_scale
+        x[vr, 5] = st.gp / self.gpu_scale
+        x[vr, 6] = (st.c % g) / g
+        x[vr, 7] = st.movable
+        x[vr, 8] = st.span == 2
+        x[self.stop_node, 2] = 1.0
+        self._x = x
+        self._vr = vr
+        ei = np.zeros((2, self.max_edges), dtype=np.int64)
+        ea = np.zeros((self.max_edges, N_EDGE_FEATURES), dtype=np.float32)
+        em = np.zeros(self.max_edges, dtype=np.int8)
+        nodes = np.arange(P)
+        ei[0, : 2 * P] = np.stack([2 * nodes, 2 * nodes + 1], axis=1).ravel()
+        ei[1, : 2 * P] = np.stack([2 * nodes + 1, 2 * nodes], axis=1).ravel()
+        ea[: 2 * P, 1] = 1.0
+        em[: 2 * P] = 1
+        self._pe = 2 * Pm  # first placement edge; VM v uses edges _pe + 2v and _pe + 2v + 1
+        vms = np.arange(V)
+        ei[0, self._pe + 2 * vms] = 2 * Pm + vms
+        ei[0, self._pe + 2 * vms + 1] = 2 * Pm + vms
+        ea[self._pe + 2 * vms, 0] = 1.0
+        ea[self._pe + 2 * vms + 1, 0] = 1.0
+        ea[self._pe + 2 * vms, 2] = st.c / self.cpu_scale
+        ea[self._pe + 2 * vms + 1, 2] = st.c / self.cpu_scale
+        em[self._pe + 2 * vms] = 1
+        em[self._pe + 2 * vms + 1] = st.span == 2
+        self._ei, self._ea, self._em = ei, ea, em
+        self._update_edges(vms)
+        node_mask = np.zeros(self.n_nodes, dtype=np.int8)
+        node_mask[: 2 * P] = 1
+        node_mask[vr] = 1
+        node_mask[self.stop_node] = 1
+        self._node_mask = node_mask
+
+    def _update_edges(self, vms: np.ndarray) -> None:
+        st = self.state
+        first = st.vm_pm[vms] * 2 + np.where(st.span[vms] == 2, 0, st.vm_numa[vms])
+        self._ei[1, self._pe + 2 * vms] = first
+        self._ei[1, self._pe + 2 * vms + 1] = st.vm_pm[vms] * 2 + 1
+
+    # ------------------------------------------------------------------------------------------
+    # actions
+    # ------------------------------------------------------------------------------------------
+    def encode_move(self, vm: int, pm: int, numa: int) -> tuple[int, int]:
+        """The (phase-0, phase-1) actions of migrating ``vm`` to ``(pm, numa)``."""
+        if self.state is not None and self.state.span[vm] == 2:
+            numa = 0
+        return int(vm), 2 * int(pm) + int(numa)
+
+    def decode_target(self, action: int) -> tuple[int, int]:
+        """(pm, numa) of a phase-1 action."""
+        return divmod(int(action), 2)
+
+    def step_move(self, vm: int, pm: int, numa: int):
+        """Both phases of one migration; returns the phase-1 step's ``(obs, reward, terminated,
+        truncated, info)`` (or the phase-0 step's if that one was invalid or ended the episode)."""
+        a0, a1 = self.encode_move(vm, pm, numa)
+        out = self.step(a0)
+        if out[2] or out[3] or out[4]["invalid_action"]:
+            return out
+        return self.step(a1)
+
+    def action_masks(self) -> np.ndarray:
+        """(A,) bool mask of valid actions of the current phase (sb3-contrib's MaskablePPO calls this)."""
+        return self._mask.copy()
+
+    def _refresh(self) -> None:
+        """Recompute the current phase's mask (after every state change)."""
+        st = self.state
+        mask = np.zeros(self.n_actions, dtype=bool)
+        if self.done:
+            self._vm_ok = np.zeros(st.V, dtype=bool)
+        elif self.phase == 0:
+            vm_ok = st.vm_mask()
+            mask[: st.V] = vm_ok
+            mask[self.stop_action] = st.stop_allowed(vm_ok)
+            self._vm_ok = vm_ok
+        else:
+            mask[: 2 * st.P] = st.target_mask(self.selected).ravel()
+        self._mask = mask
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        st = self.state
+        if self.done or not (0 <= a < self.n_actions) or not self._mask[a]:
+            self.n_invalid += 1
+            truncated = self.n_invalid > self.max_vms + st.mnl and not self.done
+            if truncated:
+                self.done = True
+            return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
+        reward = 0.0
+        terminated = False
+        if self.phase == 0:
+            if a == self.stop_action:
+                terminated = True
+            else:
+                self.selected = a
+                self.phase = 1
+        else:
+            pm, numa = divmod(a, 2)
+            before = st.fragment_rate()
+            v = self.selected
+            st.move(v, pm, numa)
+            self._update_edges(np.array([v]))
+            reward = before - st.fragment_rate() - self.migration_cost
+            self.phase = 0
+            self.selected = -1
+            terminated = st.migrations_left <= 0
+        if terminated:
+            self.done = True
+        self._refresh()
+        return self._observation(), float(reward), terminated, False, self._info(invalid=False)
+
+    # ------------------------------------------------------------------------------------------
+    # observation and info
+    # ------------------------------------------------------------------------------------------
+    def _observation(self) -> dict[str, np.ndarray]:
+        st = self.state
+        P, g = st.P, st.g
+        x = self._x.copy()
+        fc = st.free_c.ravel()
+        act2 = np.repeat(st.active, 2)
+        x[: 2 * P, 3] = fc / self.cpu_scale
+        x[: 2 * P, 4] = st.free_m.ravel() / self.mem_scale
+        x[: 2 * P, 5] = st.free_g.ravel() / self.gpu_scale
+        x[: 2 * P, 6] = np.where(act2, (fc % g) / g, 0.0)
+        cap = st.instance.pm_cpu.ravel()
+        x[: 2 * P, 9] = (cap - fc) / np.maximum(cap, 1)
+        vr = self._vr
+        x[vr, 9] = st.pending
+        dF, _ = st.source_delta()
+        x[vr, 11] = -dF / g
+        if self.phase == 1:
+            x[: 2 * P, 10] = self._mask[: 2 * P]
+            x[2 * self.max_pms + self.selected, 10] = 1.0
+        mnl = max(1, st.mnl)
+        used = len(st.moves)
+        glob = np.array([self.phase, st.migrations_left / mnl, st.fragment_rate(), self.initial_fr, used / mnl,
+                         P / self.max_pms, st.V / max(1, self.max_vms), st.pending.sum() / mnl], dtype=np.float32)
+        return {
+            "x": x,
+            "edge_index": self._ei.copy(),
+            "edge_attr": self._ea.copy(),
+            "edge_mask": self._em.copy(),
+            "node_mask": self._node_mask.copy(),
+            "action_mask": self._mask.astype(np.int8),
+            "action_node": self._action_node[self.phase].copy(),
+            "globals": glob,
+        }
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        st = self.state
+        info: dict[str, Any] = {
+            "action_mask": self._mask.copy(),
+            "invalid_action": invalid,
+            "phase": self.phase,
+            "fragment_rate": st.fragment_rate(),
+            "migrations_left": st.migrations_left,
+            "instance": self.instance.name,
+        }
+        if self.done:
+            sol = self.solution()
+            info["solution"] = sol
+            info["metrics"] = metrics(self.instance, sol)
+        return info
+
+    def solution(self) -> VMSolution:
+        """The migration plan so far, with the wall time since reset."""
+        return self.state.solution(wall_time_s=time.perf_counter() - self._t0)
+
+    # ------------------------------------------------------------------------------------------
+    def render(self):
+        if self.render_mode != "rgb_array" or self.state is None:
+            return None
+        from schedgym.envs.vmsched.viewer import usage_rgb
+
+        return usage_rgb(self.instance, self.state.vm_pm, self.state.vm_numa)
