@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 import time
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
-
 from schedgym.baselines.dispatching import RULE_NAMES, solve_with_rule
 from schedgym.envs.core.errors import UnknownNameError
 from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
@@ -61,7 +61,7 @@ def horizon_of(instance: JobShopInstance) -> int:
 def _integer_weights(weight: np.ndarray, max_den: int = 1000) -> tuple[list[int], int]:
     """Integer weights ``w_int`` and a scale ``k`` with ``w_int / k`` equal (or closest) to ``weight``."""
     fracs = [Fraction(float(w)).limit_denominator(max_den) for w in weight]
-    exact = all(abs(float(f) - float(w)) <= 1e-9 * max(1.0, abs(float(w))) for f, w in zip(fracs, weight))
+    exact = all(abs(float(f) - float(w)) <= 1e-9 * max(1.0, abs(float(w))) for f, w in zip(fracs, weight, strict=True))
     if exact:
         scale = math.lcm(*(f.denominator for f in fracs)) if fracs else 1
         if scale <= 10**6:
@@ -95,6 +95,13 @@ class CPSATJobShopSolver:
         objective: ``"makespan"``, or with due dates ``"total_tardiness"`` / ``"weighted_tardiness"``.
         seed: CP-SAT random seed.
         log: print CP-SAT's search log.
+        parameters: extra CP-SAT ``SatParameters`` fields set last (e.g. ``{"log_search_progress":
+            True}``), overriding this class's choices.
+
+    Search parameters: ``use_strong_propagation_in_disjunctive`` is switched on for classic JSSP
+    (no optional intervals): on ta01 with 2 workers it cut the time to prove optimality from
+    10-60+ s to 4-15 s over seeds 0-5. It is left off for flexible instances, where it made
+    presolve probing seconds slower (mk06) and the schedules found in 5 s worse.
     """
 
     name = "cpsat"
@@ -107,6 +114,7 @@ class CPSATJobShopSolver:
         objective: str = "makespan",
         seed: int = 0,
         log: bool = False,
+        parameters: dict[str, Any] | None = None,
     ):
         if objective not in OBJECTIVES:
             raise UnknownNameError("CP-SAT job-shop objective", objective, OBJECTIVES)
@@ -118,6 +126,7 @@ class CPSATJobShopSolver:
         self.objective = objective
         self.seed = int(seed)
         self.log = bool(log)
+        self.parameters = dict(parameters or {})
 
     # ------------------------------------------------------------------------------------------
     def _warm_start(self, instance: JobShopInstance) -> tuple[JobShopSolution | None, str | None, float | None]:
@@ -170,7 +179,6 @@ class CPSATJobShopSolver:
             horizon = max(horizon, hint_mk)
 
         model = cp_model.CpModel()
-        op_job = instance.op_job
         min_p = np.where(elig, proc, np.iinfo(np.int64).max).min(axis=1) if n_ops else np.zeros(0, np.int64)
         # earliest start (release + shortest work before) and latest end (horizon - shortest work after)
         est = np.zeros(n_ops, dtype=np.int64)
@@ -257,7 +265,7 @@ class CPSATJobShopSolver:
                 tard.append(t)
             if self.objective == "weighted_tardiness" and instance.weight is not None:
                 w_int, obj_scale = _integer_weights(np.asarray(instance.weight, dtype=np.float64))
-                model.Minimize(sum(w * t for w, t in zip(w_int, tard)))
+                model.Minimize(sum(w * t for w, t in zip(w_int, tard, strict=True)))
             else:
                 model.Minimize(sum(tard))
 
@@ -284,6 +292,9 @@ class CPSATJobShopSolver:
         p.num_workers = max(1, self.num_workers)
         p.random_seed = self.seed
         p.log_search_progress = self.log
+        p.use_strong_propagation_in_disjunctive = not instance.is_flexible
+        for key, value in self.parameters.items():
+            setattr(p, key, value)
         build_s = time.perf_counter() - t0
         code = solver.Solve(model)
 

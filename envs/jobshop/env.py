@@ -27,8 +27,8 @@ operation of a valid action); 5. start time (0 if unscheduled); 6. position in j
 Edges: job precedence (o -> o+1), machine sequence of scheduled operations (in start order), and for
 the flexible env operation -> machine eligibility. Edge features: one-hot type (precedence, machine
 sequence, eligibility), processing time / max processing time (eligibility edges), assigned flag.
-``globals``: fraction scheduled, makespan lower bound / time_scale, jobs / max_jobs, machines /
-max_machines.
+``globals``: fraction scheduled, makespan lower bound / time_scale, log(jobs) / 5, log(machines) / 5
+(nothing depends on the padded sizes, so a policy sees the same numbers at any padding).
 
 ## Rewards
 ``reward="lb"`` (default, L2D): decrease of the makespan lower bound, so an episode's rewards sum to
@@ -228,6 +228,9 @@ class JobShopEnv(gym.Env):
             node_mask[self.max_ops:self.max_ops + M] = 1
         self._node_mask = node_mask
         self._job_last = inst.job_ptr[1:] - 1
+        # size features that do not depend on the padding (so policies transfer across padded sizes)
+        self._log_jobs = float(np.log(max(1, J))) / 5.0
+        self._log_machines = float(np.log(max(1, M))) / 5.0
 
     # ------------------------------------------------------------------------------------------
     # actions
@@ -326,8 +329,8 @@ class JobShopEnv(gym.Env):
         np.greater_equal(st.mach_next, 0, out=self._edge_mask[n:n + O])
         if self.flexible:
             self._ea[self._elig_slice, 4] = st.assigned[self._elig_ops] == self._elig_ms
-        g = np.array([st.n_scheduled / max(1, O), self._max_lb / ts, st.n_jobs / self.max_jobs,
-                      st.n_machines / self.max_machines], dtype=np.float32)
+        g = np.array([st.n_scheduled / max(1, O), self._max_lb / ts, self._log_jobs, self._log_machines],
+                     dtype=np.float32)
         return {
             "x": x.copy(),
             "edge_index": self._ei.copy(),

@@ -189,6 +189,8 @@ class VMRescheduleEnv(gym.Env):
         x[self.stop_node, 2] = 1.0
         self._x = x
         self._vr = vr
+        self._xs = None
+        self._cap = np.maximum(inst.pm_cpu.ravel(), 1).astype(np.float64)
         ei = np.zeros((2, self.max_edges), dtype=np.int64)
         ea = np.zeros((self.max_edges, N_EDGE_FEATURES), dtype=np.float32)
         em = np.zeros(self.max_edges, dtype=np.int8)
@@ -286,6 +288,7 @@ class VMRescheduleEnv(gym.Env):
             before = st.fragment_rate()
             v = self.selected
             st.move(v, pm, numa)
+            self._xs = None
             self._update_edges(np.array([v]))
             reward = before - st.fragment_rate() - self.migration_cost
             self.phase = 0
@@ -299,29 +302,35 @@ class VMRescheduleEnv(gym.Env):
     # ------------------------------------------------------------------------------------------
     # observation and info
     # ------------------------------------------------------------------------------------------
+    def _state_features(self) -> np.ndarray:
+        """Node features that depend on the placement only (cached until the next move)."""
+        if self._xs is None:
+            st = self.state
+            P, g = st.P, st.g
+            x = self._x.copy()
+            fc = st.free_c.ravel()
+            x[: 2 * P, 3] = fc / self.cpu_scale
+            x[: 2 * P, 4] = st.free_m.ravel() / self.mem_scale
+            x[: 2 * P, 5] = st.free_g.ravel() / self.gpu_scale
+            x[: 2 * P, 6] = (fc % g) / g * self._x[: 2 * P, 7]
+            x[: 2 * P, 9] = 1.0 - fc / self._cap
+            vr = self._vr
+            x[vr, 9] = st.pending
+            x[vr, 11] = st.source_delta()[0] / -g
+            self._xs = x
+        return self._xs
+
     def _observation(self) -> dict[str, np.ndarray]:
         st = self.state
-        P, g = st.P, st.g
-        x = self._x.copy()
-        fc = st.free_c.ravel()
-        act2 = np.repeat(st.active, 2)
-        x[: 2 * P, 3] = fc / self.cpu_scale
-        x[: 2 * P, 4] = st.free_m.ravel() / self.mem_scale
-        x[: 2 * P, 5] = st.free_g.ravel() / self.gpu_scale
-        x[: 2 * P, 6] = np.where(act2, (fc % g) / g, 0.0)
-        cap = st.instance.pm_cpu.ravel()
-        x[: 2 * P, 9] = (cap - fc) / np.maximum(cap, 1)
-        vr = self._vr
-        x[vr, 9] = st.pending
-        dF, _ = st.source_delta()
-        x[vr, 11] = -dF / g
+        P = st.P
+        x = self._state_features().copy()
         if self.phase == 1:
             x[: 2 * P, 10] = self._mask[: 2 * P]
             x[2 * self.max_pms + self.selected, 10] = 1.0
         mnl = max(1, st.mnl)
-        used = len(st.moves)
-        glob = np.array([self.phase, st.migrations_left / mnl, st.fragment_rate(), self.initial_fr, used / mnl,
-                         P / self.max_pms, st.V / max(1, self.max_vms), st.pending.sum() / mnl], dtype=np.float32)
+        glob = np.array([self.phase, st.migrations_left / mnl, st.fragment_rate(), self.initial_fr,
+                         len(st.moves) / mnl, P / self.max_pms, st.V / max(1, self.max_vms),
+                         st.pending.sum() / mnl], dtype=np.float32)
         return {
             "x": x,
             "edge_index": self._ei.copy(),

@@ -230,10 +230,18 @@ class VMClusterGenerator:
         # racks and statuses
         rack = (np.arange(P) // max(1, self.rack_size)).astype(np.int64)
         status = np.full(P, ACTIVE, dtype=np.int8)
-        # DISABLED/OUTAGE PMs are drawn among the least-used quarter (operators drain light PMs first)
+        # DISABLED/OUTAGE PMs are drawn among the least-used quarter (operators drain light PMs first),
+        # redrawn until their VMs can be evacuated first-fit into the other PMs' free space
         n_bad = min(P, self.n_disabled + self.n_outage)
         light = np.argsort(cap_cpu.sum(axis=1) - free_cpu.sum(axis=1), kind="stable")[: max(n_bad, P // 4)]
         bad = rng.choice(light, size=n_bad, replace=False)
+        for _ in range(50):
+            if n_bad == 0 or self._evacuable(bad, vp, vt, t_cpu, t_mem, t_gpu, t_span, free_cpu, free_mem, free_gpu):
+                break
+            bad = rng.choice(light, size=n_bad, replace=False)
+        else:
+            raise RuntimeError(f"{self.name()}: found no {n_bad} PMs whose VMs can be evacuated; "
+                               "lower n_disabled/n_outage or the utilisation")
         status[bad[: self.n_disabled]] = DISABLED
         status[bad[self.n_disabled:]] = OUTAGE
         host_groups = self._groups(rng, vp, self.host_groups, key=vp)
@@ -251,6 +259,35 @@ class VMClusterGenerator:
             meta={"generator": {"n_pms": P, "utilisation": self.util, "churn": self.churn,
                                 "best_fit": self.best_fit, "gpu": self.gpu}},
         )
+
+    @staticmethod
+    def _evacuable(bad, vp, vt, t_cpu, t_mem, t_gpu, t_span, free_cpu, free_mem, free_gpu) -> bool:
+        """Whether the VMs on the ``bad`` PMs fit first-fit (largest first) into the other PMs."""
+        fc, fm, fg = free_cpu.copy(), free_mem.copy(), free_gpu.copy()
+        ok_pm = np.ones(len(fc), dtype=bool)
+        ok_pm[bad] = False
+        vms = np.flatnonzero(np.isin(vp, bad))
+        for v in vms[np.argsort(-t_cpu[vt[vms]], kind="stable")]:
+            t = vt[v]
+            c, m, g = t_cpu[t] // t_span[t], t_mem[t] // t_span[t], t_gpu[t] // t_span[t]
+            fit = (fc >= c) & (fm >= m) & (fg >= g) & ok_pm[:, None]
+            if t_span[t] == 2:
+                cand = np.flatnonzero(fit.all(axis=1))
+                if not len(cand):
+                    return False
+                p = cand[0]
+                fc[p] -= c
+                fm[p] -= m
+                fg[p] -= g
+            else:
+                cand = np.flatnonzero(fit.ravel())
+                if not len(cand):
+                    return False
+                p, n = divmod(int(cand[0]), 2)
+                fc[p, n] -= c
+                fm[p, n] -= m
+                fg[p, n] -= g
+        return True
 
     def _groups(self, rng: np.random.Generator, vm_pm: np.ndarray, n_groups: int, key: np.ndarray) -> list:
         """``n_groups`` anti-affinity groups of ``group_size`` VMs with pairwise different ``key``

@@ -359,7 +359,7 @@ def generator_for(name: str) -> VMClusterGenerator | None:
     size, util, gpu, evac, _ = m.groups()
     n = SIZES[size.upper()][0]
     return VMClusterGenerator(size=size.upper(), utilisation=util, gpu=bool(gpu),
-                              n_disabled=1 if evac else 0, n_outage=max(1, n // 280) if evac else 0)
+                              n_disabled=1 if evac else 0, n_outage=n // 200 if evac else 0)
 
 
 def generate(name: str) -> VMInstance:

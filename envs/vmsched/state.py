@@ -17,10 +17,15 @@ its current placement, or a 2-NUMA VM to its own PM, is not a move. Units: cores
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
 
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
+
+
+#: per-instance constants of :class:`VMState`, computed once per instance object
+_STATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class VMState:
@@ -40,43 +45,50 @@ class VMState:
         self.active = inst.pm_active.copy()
         self.rack = inst.pm_rack
         self.span = inst.vm_span
+        self.dbl = inst.vm_span == 2
         self.movable = inst.vm_movable
         self.c = inst.numa_cpu
         self.m = inst.numa_mem
         self.gp = inst.numa_gpu
-        # resource classes
+        self.n_racks = int(self.rack.max()) + 1 if self.P else 0
+        st = _STATIC.get(inst)
+        if st is None:
+            st = _STATIC[inst] = self._static(inst)
+        self.__dict__.update(st)
+        self.reset()
+
+    def _static(self, inst: VMInstance) -> dict:
+        """Per-instance constants (cached): resource classes and anti-affinity structures."""
+        out: dict = {}
         key = np.stack([self.c, self.m, self.gp, self.span], axis=1)
         if self.V:
             ukeys, cls = np.unique(key, axis=0, return_inverse=True)
         else:
             ukeys, cls = np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
-        self.cls = cls.reshape(-1).astype(np.int64)
-        self.k_c, self.k_m, self.k_g, self.k_span = (ukeys[:, i].astype(np.int64) for i in range(4))
-        self.K = len(ukeys)
-        # anti-affinity: group memberships (CSR per VM) and max number of targets a VM's groups can block
-        self.hg = [np.asarray(g, dtype=np.int64) for g in inst.host_groups]
-        self.rg = [np.asarray(g, dtype=np.int64) for g in inst.rack_groups]
-        self.vm_hg: list[list[int]] = [[] for _ in range(self.V)]
-        self.vm_rg: list[list[int]] = [[] for _ in range(self.V)]
-        for gi, g in enumerate(self.hg):
-            for v in g:
-                self.vm_hg[int(v)].append(gi)
-        for gi, g in enumerate(self.rg):
-            for v in g:
-                self.vm_rg[int(v)].append(gi)
+        out["cls"] = cls.reshape(-1).astype(np.int64)
+        out["k_c"], out["k_m"], out["k_g"], out["k_span"] = (ukeys[:, i].astype(np.int64) for i in range(4))
+        out["K"] = len(ukeys)
+        # anti-affinity: group memberships per VM and the max number of targets a VM's groups can block
+        hg = [np.asarray(g, dtype=np.int64) for g in inst.host_groups]
+        rg = [np.asarray(g, dtype=np.int64) for g in inst.rack_groups]
+        vm_hg: list[list[int]] = [[] for _ in range(self.V)]
+        vm_rg: list[list[int]] = [[] for _ in range(self.V)]
         rack_size = int(np.bincount(self.rack).max()) if self.P else 0
-        self.max_block = np.zeros(self.V, dtype=np.int64)
-        for v in range(self.V):
-            nb = sum(len(self.hg[gi]) - 1 for gi in self.vm_hg[v])
-            nb += sum((len(self.rg[gi]) - 1) * rack_size for gi in self.vm_rg[v])
-            self.max_block[v] = 2 * nb
-        self.in_group = self.max_block > 0
-        self.group_vms = np.flatnonzero(self.in_group)
+        max_block = np.zeros(self.V, dtype=np.int64)
+        for gi, g in enumerate(hg):
+            for v in g:
+                vm_hg[int(v)].append(gi)
+                max_block[int(v)] += 2 * (len(g) - 1)
+        for gi, g in enumerate(rg):
+            for v in g:
+                vm_rg[int(v)].append(gi)
+                max_block[int(v)] += 2 * (len(g) - 1) * rack_size
+        out.update(hg=hg, rg=rg, vm_hg=vm_hg, vm_rg=vm_rg, max_block=max_block, in_group=max_block > 0,
+                   group_vms=np.flatnonzero(max_block > 0))
         # ordered pairs (v, w) of distinct members of a host / rack group: w blocks v's targets
-        self.hp_v, self.hp_w = self._pairs(self.hg)
-        self.rp_v, self.rp_w = self._pairs(self.rg)
-        self.n_racks = int(self.rack.max()) + 1 if self.P else 0
-        self.reset()
+        out["hp_v"], out["hp_w"] = self._pairs(hg)
+        out["rp_v"], out["rp_w"] = self._pairs(rg)
+        return out
 
     @staticmethod
     def _pairs(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +126,7 @@ class VMState:
         self._full_fit()
         self.own_idx = self.cls * (2 * self.P) + self.vm_pm * 2 + np.where(self.span == 2, 0, self.vm_numa)
         self._aa = None
+        self._src = None
 
     def clone(self) -> VMState:
         """An independent copy (for look-ahead search)."""
@@ -226,7 +239,9 @@ class VMState:
             hkey = np.unique(self.hp_v * self.P + self.vm_pm[self.hp_w])
             hv, hp = np.divmod(hkey, self.P)
             if len(rkey) and len(hkey):
-                keep = ~np.isin(hv * R + self.rack[hp], rkey)
+                k2 = hv * R + self.rack[hp]
+                pos = np.minimum(np.searchsorted(rkey, k2), len(rkey) - 1)
+                keep = rkey[pos] != k2
                 hv, hp = hv[keep], hp[keep]
             self._aa = (rv, rr, hv, hp)
         return self._aa
@@ -330,6 +345,7 @@ class VMState:
             self._update_fit(p)
         if self.in_group[v]:
             self._aa = None
+        self._src = None
 
     def placement_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the (V,) PM and (V,) NUMA node of every VM."""
@@ -340,19 +356,19 @@ class VMState:
     # ------------------------------------------------------------------------------------------
     def source_delta(self) -> tuple[np.ndarray, np.ndarray]:
         """(V,) change of fragment cores and (V,) change of free cores over the ACTIVE PMs when each
-        VM leaves its source (before it lands anywhere)."""
-        g = self.g
-        p0 = self.vm_pm
-        c = self.c
-        act = self.active[p0]
-        f0 = self.free_c[p0, np.where(self.span == 2, 0, self.vm_numa)]
-        d = (f0 + c) % g - f0 % g
-        dbl = self.span == 2
-        f1 = self.free_c[p0, 1]
-        d = d + np.where(dbl, (f1 + c) % g - f1 % g, 0)
-        dF = np.where(act, d, 0)
-        dS = np.where(act, c * self.span, 0)
-        return dF, dS
+        VM leaves its source (before it lands anywhere). Cached until the next move; read-only."""
+        if self._src is None:
+            g = self.g
+            fc = self.free_c.ravel()
+            c = self.c
+            base = self.vm_pm * 2
+            f0 = fc[base + np.where(self.dbl, 0, self.vm_numa)]
+            d = (f0 + c) % g - f0 % g
+            f1 = fc[base + 1]
+            d += ((f1 + c) % g - f1 % g) * self.dbl
+            act = self.active[self.vm_pm]
+            self._src = (d * act, c * self.span * act)
+        return self._src
 
     def class_dest_delta(self) -> np.ndarray:
         """(K, P, 2) change of fragment cores when a VM of class k lands on (PM, NUMA); +inf where

@@ -16,6 +16,8 @@ of moves ``(vm, pm, numa)`` executed one after the other; it is feasible when
 
 from __future__ import annotations
 
+import numpy as np
+
 from schedgym.envs.core.errors import InfeasibleSolution
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
 
@@ -35,29 +37,24 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
     limit = int(inst.mnl if solution.mnl is None else solution.mnl)
     if len(moves) > limit and bad(f"the plan has {len(moves)} migrations, more than the limit {limit}"):
         return out
-    # current placement: per VM a list of (pm, numa) slots it occupies, half the resources each
-    where: list[tuple[int, list[int]]] = []
-    for v in range(V):
-        p = int(inst.init_pm[v])
-        nodes = [0, 1] if int(inst.vm_span[v]) == 2 else [int(inst.init_numa[v])]
-        where.append((p, nodes))
-    used = {}  # (pm, numa) -> [cores, MB, GPUs]
-    for p in range(P):
-        for n in (0, 1):
-            used[(p, n)] = [0, 0, 0]
+    spans = inst.vm_span.tolist()
+    shares = [(c // s, m // s, g // s) for c, m, g, s in zip(inst.vm_cpu.tolist(), inst.vm_mem.tolist(),
+                                                           inst.vm_gpu.tolist(), spans)]
 
     def share(v: int) -> tuple[int, int, int]:
-        s = int(inst.vm_span[v])
-        return int(inst.vm_cpu[v]) // s, int(inst.vm_mem[v]) // s, int(inst.vm_gpu[v]) // s
+        return shares[v]
 
-    for v in range(V):
-        p, nodes = where[v]
-        c, m, g = share(v)
-        for n in nodes:
-            u = used[(p, n)]
-            u[0] += c
-            u[1] += m
-            u[2] += g
+    # current placement: per VM its PM and the NUMA nodes it occupies (half the resources each)
+    init_pm, init_numa = inst.init_pm.tolist(), inst.init_numa.tolist()
+    where: list[tuple[int, list[int]]] = [(p, [0, 1] if s == 2 else [n]) for p, n, s in zip(init_pm, init_numa, spans)]
+    # used resources per (pm, numa): sum over the VMs on it
+    used_arr = np.zeros((P, 2, 3), dtype=np.int64)
+    per = np.stack([inst.vm_cpu, inst.vm_mem, inst.vm_gpu], axis=1) // inst.vm_span[:, None]
+    one = inst.vm_span == 1
+    np.add.at(used_arr, (inst.init_pm[one], inst.init_numa[one]), per[one])
+    for node in (0, 1):
+        np.add.at(used_arr, (inst.init_pm[~one], np.full(int((~one).sum()), node)), per[~one])
+    used = {(p, n): used_arr[p, n].tolist() for p in range(P) for n in (0, 1)}
     host_groups = [[int(x) for x in grp] for grp in inst.host_groups]
     rack_groups = [[int(x) for x in grp] for grp in inst.rack_groups]
     groups_of_vm: dict[int, list[tuple[str, list[int]]]] = {}
@@ -121,11 +118,11 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
                     if bad(f"{step}: VM {w} of the same rack anti-affinity group is in rack "
                            f"{int(inst.pm_rack[p])}"):
                         return out
-    for v in range(V):
-        p = where[v][0]
-        if bool(inst.vm_movable[v]) and int(inst.pm_status[p]) != 0:
-            if bad(f"VM {v} is left on PM {p}, which is not ACTIVE (it must be evacuated)"):
-                return out
+    final_pm = np.array([w[0] for w in where], dtype=np.int64)
+    left = np.flatnonzero(inst.vm_movable & (inst.pm_status[final_pm] != 0)) if V else []
+    for v in left:
+        if bad(f"VM {int(v)} is left on PM {int(final_pm[v])}, which is not ACTIVE (it must be evacuated)"):
+            return out
     return out
 
 

@@ -1,0 +1,73 @@
+"""Serving metrics recomputed from a solution (no simulator needed).
+
+Per request: TTFT = first token - arrival; end-to-end = completion - arrival; TPOT = (completion -
+first token) / (output - 1) (requests with one output token have none); time between tokens (TBT)
+= gaps between consecutive emissions. A request meets its SLO when TTFT <= its class's TTFT SLO and
+TPOT <= its TPOT SLO; rejected requests never do. Rates divide by the span from the first arrival
+to the last completion. Standard names (DESIGN.md): ``ttft_p50_s``, ``ttft_p90_s``, ``ttft_p99_s``,
+``tpot_p50_s``, ``tpot_p90_s``, ``tpot_p99_s``, ``slo_attainment``, ``goodput_rps``, ``throughput_rps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
+from schedgym.envs.llmserve.validate import replay
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, q)) if len(x) else float("nan")
+
+
+def per_request(instance: LLMServeInstance, sol: LLMServeSolution) -> dict[str, np.ndarray]:
+    """(N,) arrays: ttft_s, e2e_s, tpot_s (nan for one-token outputs and rejected), slo_ok (bool)."""
+    served = ~sol.rejected
+    ttft = np.where(served, sol.first_token - instance.arrival, np.nan)
+    e2e = np.where(served, sol.completion - instance.arrival, np.nan)
+    steps = instance.output - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(served & (steps > 0), (sol.completion - sol.first_token) / np.maximum(steps, 1), np.nan)
+    slo_t = instance.slo_ttft[instance.klass]
+    slo_p = instance.slo_tpot[instance.klass]
+    ok = served & (ttft <= slo_t) & (np.nan_to_num(tpot, nan=0.0) <= slo_p)
+    return {"ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "slo_ok": ok}
+
+
+def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = True) -> dict[str, float]:
+    """All metrics of a solution (see the module docstring)."""
+    inst, sol = instance, solution
+    pr = per_request(inst, sol)
+    served = ~sol.rejected
+    n = inst.n_requests
+    done_t = sol.completion[served]
+    span = float(np.nanmax(done_t) - inst.arrival.min()) if served.any() else float("nan")
+    m: dict[str, float] = {}
+    for name, key in (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e", "e2e_s")):
+        for q in (50, 90, 99):
+            m[f"{name}_p{q}_s"] = _pct(pr[key], q)
+    m["ttft_mean_s"] = float(np.nanmean(pr["ttft_s"])) if served.any() else float("nan")
+    m["slo_attainment"] = float(pr["slo_ok"].sum() / max(n, 1))
+    m["goodput_rps"] = float(pr["slo_ok"].sum() / span) if span and span > 0 else 0.0
+    m["throughput_rps"] = float(served.sum() / span) if span and span > 0 else 0.0
+    m["token_throughput_tps"] = float(inst.output[served].sum() / span) if span and span > 0 else 0.0
+    m["rejected"] = float(sol.rejected.sum())
+    m["preemptions"] = float(sol.preemptions.sum())
+    m["iterations"] = float(sol.n_iterations)
+    m["mean_batch_size"] = float(len(sol.it_req) / max(sol.n_iterations, 1))
+    rp = replay(inst, sol, check=False, want_token_times=tbt)
+    kv = rp["kv_blocks"].astype(float)
+    if sol.n_iterations:
+        cap = sol.num_blocks[sol.it_replica].astype(float)
+        dur = sol.it_end - sol.it_start
+        m["kv_util_mean"] = float(np.sum(kv / cap * dur) / max(np.sum(dur), 1e-12))
+        m["kv_util_peak"] = float(np.max(kv / cap))
+    else:
+        m["kv_util_mean"] = m["kv_util_peak"] = 0.0
+    if tbt:
+        gaps = [np.diff(t) for t in rp["token_times"] if len(t) > 1]
+        g = np.concatenate(gaps) if gaps else np.zeros(0)
+        m["tbt_p50_s"] = _pct(g, 50)
+        m["tbt_p99_s"] = _pct(g, 99)
+    return m

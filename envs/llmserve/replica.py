@@ -1,0 +1,414 @@
+"""One model replica: continuous batching at iteration level with a paged KV cache.
+
+Request accounting follows Vidur (so results are comparable): a request has ``P`` prefill tokens
+(the prompt; after a recompute preemption, the prompt plus the tokens generated so far) and its
+``processed`` count; completing the prefill yields the first output token (``processed = P + 1``);
+each decode iteration adds one token; the request completes when ``processed = prompt + output``.
+The KV cache is paged in blocks of ``block_size`` tokens: a new request is admitted with
+``ceil(P / block_size)`` blocks if at least ``watermark`` blocks stay free; a running request takes one
+more block whenever its processed tokens exceed its blocks, and every running request needs at
+least one free block to be scheduled, else the latest-arrived running request is preempted.
+
+Batch formation per scheduler (``ReplicaSpec.scheduler``):
+
+* ``vllm_v0``: waiting requests first (queue order, head-of-line blocking): admit while the blocks
+  (watermark), the token budget (batch size x longest prompt <= ``max_tokens_in_batch``) and the
+  batch cap allow; a batch with admissions is prefill-only. Otherwise a decode-only batch of the
+  running requests in arrival order. Swapped-out requests return before any new admission.
+* ``sarathi`` (vLLM v1): every running decode (1 token each), then running partial prefills, then
+  new requests, chunked to fill ``chunk_size`` tokens.
+* ``orca``: running requests (decodes and whole prompts) plus new requests, each reserving blocks
+  for the model length at admission; no preemption.
+
+The simulator (:mod:`schedgym.envs.llmserve.sim`) drives replicas; the admission step is exposed
+(:meth:`Replica.can_admit`, :meth:`Replica.admit`) so an agent or a queue policy can choose the order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from schedgym.envs.llmserve.configs import load_device, load_model
+from schedgym.envs.llmserve.profiles import LatencyModel
+from schedgym.envs.llmserve.types import ReplicaSpec
+
+
+@dataclass
+class ReqState:
+    """Mutable per-request state shared by the replicas (Python lists: fast scalar access)."""
+
+    arrival: list[float]
+    prompt: list[int]
+    output: list[int]
+    P: list[int] = field(default_factory=list)  # current prefill target (prompt + generated after restarts)
+    proc: list[int] = field(default_factory=list)  # processed tokens (Vidur's num_processed_tokens)
+    pdone: list[bool] = field(default_factory=list)  # prefill complete
+    blocks: list[int] = field(default_factory=list)  # KV blocks held on the device
+    gen: list[int] = field(default_factory=list)  # output tokens generated
+    first_token: list[float] = field(default_factory=list)
+    completion: list[float] = field(default_factory=list)
+    first_sched: list[float] = field(default_factory=list)
+    preempt: list[int] = field(default_factory=list)
+    replica: list[int] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, arrival, prompt, output) -> ReqState:
+        n = len(arrival)
+        nan = float("nan")
+        p = [int(x) for x in prompt]
+        return cls(arrival=[float(x) for x in arrival], prompt=p, output=[int(x) for x in output], P=list(p),
+                   proc=[0] * n, pdone=[False] * n, blocks=[0] * n, gen=[0] * n, first_token=[nan] * n,
+                   completion=[nan] * n, first_sched=[nan] * n, preempt=[0] * n, replica=[-1] * n)
+
+
+class IterLog:
+    """Append-only iteration log (becomes the solution's CSR arrays)."""
+
+    def __init__(self):
+        self.replica: list[int] = []
+        self.start: list[float] = []
+        self.end: list[float] = []
+        self.ptr: list[int] = [0]
+        self.req: list[int] = []
+        self.tok: list[int] = []
+        self.ev_req: list[int] = []
+        self.ev_time: list[float] = []
+        self.ev_kind: list[int] = []
+
+    def add(self, replica: int, start: float, end: float, rids: list[int], toks: list[int]) -> None:
+        self.replica.append(replica)
+        self.start.append(start)
+        self.end.append(end)
+        self.req.extend(rids)
+        self.tok.extend(toks)
+        self.ptr.append(len(self.req))
+
+    def event(self, rid: int, t: float, kind: int) -> None:
+        self.ev_req.append(rid)
+        self.ev_time.append(t)
+        self.ev_kind.append(kind)
+
+
+class Replica:
+    """A replica's queues, KV cache and batch in flight (see the module docstring).
+
+    Args:
+        idx: replica index in the cluster.
+        spec: its configuration.
+        lat: its latency model.
+        num_blocks: KV blocks.
+        st: the shared request state.
+        log: the shared iteration log.
+        max_request_tokens: longest request (Orca reserves this many tokens per request).
+    """
+
+    def __init__(self, idx: int, spec: ReplicaSpec, lat: LatencyModel, num_blocks: int, st: ReqState, log: IterLog,
+                 max_request_tokens: int):
+        self.idx = idx
+        self.spec = spec
+        self.lat = lat
+        self.st = st
+        self.log = log
+        self.num_blocks = int(num_blocks)
+        self.bs = spec.block_size
+        self.watermark = int(spec.watermark_fraction * self.num_blocks)
+        self.cap = spec.batch_cap // max(1, spec.pp) if spec.scheduler != "orca" else spec.batch_cap
+        self.kind = spec.scheduler
+        self.max_blocks_seq = -(-max_request_tokens // self.bs)
+        model, dev = load_model(spec.model), load_device(spec.device)
+        self.swap_s_per_block = (model.kv_bytes_per_token(spec.tp, spec.pp) * self.bs) / (dev.pcie_gbps * 1e9)
+        self.waiting: list[int] = []
+        self.running: list[int] = []  # resident requests not in the batch in flight
+        self.swapped: list[int] = []
+        self.used = 0
+        self.peak = 0
+        self.busy = False
+        self.t_end = math.inf
+        self.batch: list[int] = []
+        self.btok: list[int] = []
+        self.t_start = 0.0
+        self.iterations = 0
+        self.n_preemptions = 0
+        # batch under construction
+        self._ntok = 0
+        self._maxtok = 0
+        self._admitted = 0
+        self._extra_s = 0.0
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def n_resident(self) -> int:
+        return len(self.running) + len(self.batch)
+
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.running) + len(self.batch) + len(self.swapped)
+
+    def enqueue(self, rid: int) -> None:
+        self.waiting.append(rid)
+
+    def _alloc(self, rid: int, n: int) -> None:
+        self.st.blocks[rid] += n
+        self.used += n
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def _free(self, rid: int) -> None:
+        self.used -= self.st.blocks[rid]
+        self.st.blocks[rid] = 0
+
+    def _preempt(self, rid: int, t: float) -> None:
+        st = self.st
+        st.preempt[rid] += 1
+        self.n_preemptions += 1
+        if self.spec.preemption == "swap":
+            self._extra_s += st.blocks[rid] * self.swap_s_per_block
+            self._free(rid)
+            self.swapped.append(rid)
+            self.log.event(rid, t, 1)
+        else:
+            self._free(rid)
+            st.P[rid] = st.proc[rid]
+            st.proc[rid] = 0
+            st.pdone[rid] = False
+            self.waiting.insert(0, rid)
+            self.log.event(rid, t, 0)
+
+    # ------------------------------------------------------------------------------------------
+    # batch formation
+    # ------------------------------------------------------------------------------------------
+    def start_formation(self, t: float) -> None:
+        """The part of batch formation that does not depend on the queue order."""
+        st = self.st
+        self.batch = []
+        self.btok = []
+        self._ntok = 0
+        self._maxtok = 0
+        self._admitted = 0
+        self._extra_s = 0.0
+        self._t = t
+        if self.swapped:
+            self._swap_in(t)
+        kind = self.kind
+        if kind == "vllm_v0":
+            return
+        R = self.running
+        R.sort()
+        cap = self.cap
+        if kind == "orca":
+            n = min(len(R), cap)
+            for r in R[:n]:
+                k = 1 if st.pdone[r] else st.P[r] - st.proc[r]
+                self.batch.append(r)
+                self.btok.append(k)
+                self._ntok += k
+            self.running = R[n:]
+            return
+        # sarathi
+        bt, bk = self.batch, self.btok
+        prefills = []
+        i, j = 0, len(R)
+        ntok = 0
+        total = self.num_blocks
+        while i < j and len(bt) < cap:
+            r = R[i]
+            i += 1
+            if not st.pdone[r]:
+                prefills.append(r)
+                continue
+            ok = True
+            while total - self.used < 1:
+                if i < j:
+                    j -= 1
+                    v = R[j]
+                    if v in prefills:
+                        prefills.remove(v)
+                    self._preempt(v, t)
+                else:
+                    self._preempt(r, t)
+                    ok = False
+                    break
+            if ok:
+                if st.proc[r] > st.blocks[r] * self.bs:
+                    self._alloc(r, 1)
+                bt.append(r)
+                bk.append(1)
+                ntok += 1
+        leftover = R[i:j]
+        skipped = []
+        chunk = self.spec.chunk_size
+        for r in prefills:
+            k = min(st.P[r] - st.proc[r], chunk - ntok)
+            if k <= 0:
+                skipped.append(r)
+                continue
+            bt.append(r)
+            bk.append(k)
+            ntok += k
+        self.running = skipped + leftover
+        self._ntok = ntok
+
+    def _swap_in(self, t: float) -> None:
+        st = self.st
+        keep = []
+        for r in sorted(self.swapped):
+            need = -(-st.proc[r] // self.bs) if st.pdone[r] else -(-st.P[r] // self.bs)
+            if keep or self.num_blocks - self.used - need < self.watermark or self.n_resident >= self.cap:
+                keep.append(r)
+                continue
+            self._alloc(r, need)
+            self._extra_s += need * self.swap_s_per_block
+            self.running.append(r)
+            self.log.event(r, t, 2)
+        self.swapped = keep
+
+    def next_tokens(self, rid: int) -> int:
+        """Tokens ``rid`` would process if admitted now (0: does not fit the token budget)."""
+        st = self.st
+        if self.kind == "sarathi":
+            return max(0, min(st.P[rid] - st.proc[rid], self.spec.chunk_size - self._ntok))
+        return st.P[rid]
+
+    def can_admit(self, rid: int) -> bool:
+        """Whether waiting request ``rid`` can join the batch under construction."""
+        st = self.st
+        if self.swapped and self.kind != "orca":
+            return False
+        if len(self.batch) >= self.cap or self.n_resident >= self.cap:
+            return False
+        if self.kind == "orca":
+            return self.num_blocks - self.used >= self.max_blocks_seq
+        if self.num_blocks - self.used - (-(-st.P[rid] // self.bs)) < self.watermark:
+            return False
+        if self.kind == "vllm_v0":
+            if self.batch and self._admitted == 0:
+                return False
+            nt = st.P[rid]
+            return (len(self.batch) + 1) * max(self._maxtok, nt) <= self.spec.max_tokens_in_batch
+        return self.next_tokens(rid) > 0
+
+    def admit(self, rid: int) -> None:
+        """Move waiting request ``rid`` into the batch under construction (caller checked can_admit)."""
+        st = self.st
+        self.waiting.remove(rid) if self.waiting[0] != rid else self.waiting.pop(0)
+        if self.kind == "orca":
+            self._alloc(rid, self.max_blocks_seq)
+            k = st.P[rid] - st.proc[rid]
+        else:
+            self._alloc(rid, -(-st.P[rid] // self.bs))
+            k = self.next_tokens(rid)
+        self.batch.append(rid)
+        self.btok.append(k)
+        self._ntok += k
+        if k > self._maxtok:
+            self._maxtok = k
+        self._admitted += 1
+
+    def finish_formation(self, t: float) -> bool:
+        """Complete the batch (vLLM v0 decode phase when nothing was admitted) and launch it.
+        Returns False (replica idle) when there is nothing to run."""
+        if self.kind == "vllm_v0" and self._admitted == 0:
+            self._decode_batch_v0(t)
+        if not self.batch:
+            self.busy = False
+            self.t_end = math.inf
+            return False
+        self._launch(t)
+        return True
+
+    def _decode_batch_v0(self, t: float) -> None:
+        st = self.st
+        R = self.running
+        R.sort()
+        bt, bk = self.batch, self.btok
+        i, j = 0, len(R)
+        cap = self.cap
+        total = self.num_blocks
+        bsz = self.bs
+        blocks, proc = st.blocks, st.proc
+        while i < j and len(bt) < cap:
+            r = R[i]
+            i += 1
+            if total - self.used < 1:
+                ok = True
+                while total - self.used < 1:
+                    if i < j:
+                        j -= 1
+                        self._preempt(R[j], t)
+                    else:
+                        self._preempt(r, t)
+                        ok = False
+                        break
+                if not ok:
+                    break
+            if proc[r] > blocks[r] * bsz:
+                blocks[r] += 1
+                self.used += 1
+                if self.used > self.peak:
+                    self.peak = self.used
+            bt.append(r)
+        bk.extend([1] * len(bt))
+        self._ntok = len(bt)
+        self.running = R[i:j]
+
+    def _launch(self, t: float) -> None:
+        st = self.st
+        bt, bk = self.batch, self.btok
+        lat = self.lat
+        nd = 0
+        kvsum = 0
+        chunks: list[int] = []
+        ckv: list[int] = []
+        fs = st.first_sched
+        for r, k in zip(bt, bk):
+            if st.pdone[r]:
+                nd += 1
+                kvsum += st.proc[r]
+            else:
+                chunks.append(k)
+                ckv.append(st.proc[r])
+                if fs[r] != fs[r]:  # nan: first time scheduled
+                    fs[r] = t
+        ms = lat.base(self._ntok) + lat.seq(len(bt))
+        if nd:
+            ms += lat.decode(nd, kvsum)
+        if chunks:
+            ms += lat.prefill(chunks, ckv)
+        self.t_start = t
+        self.t_end = t + ms * 1e-3 + self._extra_s
+        self.busy = True
+
+    # ------------------------------------------------------------------------------------------
+    def end_batch(self) -> list[int]:
+        """Apply the batch in flight at its end time; returns the requests that completed."""
+        st = self.st
+        t = self.t_end
+        self.log.add(self.idx, self.t_start, t, self.batch, self.btok)
+        self.iterations += 1
+        P, proc, pdone, gen, out = st.P, st.proc, st.pdone, st.gen, st.output
+        done = []
+        keep = self.running
+        for r, k in zip(self.batch, self.btok):
+            if pdone[r]:
+                proc[r] += 1
+                gen[r] += 1
+            else:
+                proc[r] += k
+                if proc[r] == P[r]:
+                    pdone[r] = True
+                    proc[r] += 1
+                    gen[r] += 1
+                    if gen[r] == 1:
+                        st.first_token[r] = t
+            if gen[r] >= out[r]:
+                st.completion[r] = t
+                self.used -= st.blocks[r]
+                st.blocks[r] = 0
+                done.append(r)
+            else:
+                keep.append(r)
+        self.batch = []
+        self.btok = []
+        self.busy = False
+        self.t_end = math.inf
+        return done

@@ -1,0 +1,221 @@
+"""The discrete-event loop of a serving cluster: arrivals, routing, iteration ends.
+
+Events are the next arrival and each replica's end of iteration (no event heap: a cluster has few
+replicas, a linear scan is faster). At equal times arrivals are processed first. A replica that
+finishes an iteration forms its next batch at once; an idle replica starts one when a request
+reaches it.
+
+Decisions can be taken inline (a router callable and a queue-ordering key: the fast path used by
+benchmarks and baselines) or handed out one at a time to an agent: :meth:`Simulator.decisions` is
+a generator that yields :class:`Decision` objects and receives the agent's choice with ``send``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+
+from schedgym.envs.llmserve.cluster import Router, RouterView, kv_capacity_blocks
+from schedgym.envs.llmserve.profiles import latency_model
+from schedgym.envs.llmserve.replica import IterLog, Replica, ReqState
+from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
+
+#: A queue-ordering key: ``key(sim, replica, rid)``; smaller first (stable: ties keep FCFS order).
+QueueKey = Callable[["Simulator", Replica, int], float]
+
+
+@dataclass
+class Decision:
+    """A pending decision. ``kind`` is ``"route"`` (choose a replica for ``rid``) or ``"admit"``
+    (choose a waiting request of ``replica`` from ``candidates`` to admit next, or -1 to run)."""
+
+    kind: str
+    time: float
+    rid: int = -1
+    replica: int = -1
+    candidates: tuple[int, ...] = ()
+    must_admit: bool = False
+
+
+class Simulator:
+    """Simulates ``instance`` on its cluster.
+
+    Args:
+        instance: the workload and cluster.
+        router: ``"round_robin"`` etc. (see :data:`schedgym.envs.llmserve.cluster.ROUTERS`) or a
+            callable ``router(sim, rid) -> replica``; ignored when ``agent_routes``.
+        queue_key: optional queue order for every replica (default FCFS with vLLM's head-of-line
+            blocking); ignored when ``agent_admits``.
+        agent_routes: yield a ``route`` decision at every arrival.
+        agent_admits: yield ``admit`` decisions at iteration boundaries with admissible requests.
+        seed: seed of the random router.
+    """
+
+    def __init__(self, instance: LLMServeInstance, router: str | Callable = "round_robin",
+                 queue_key: QueueKey | None = None, agent_routes: bool = False, agent_admits: bool = False,
+                 seed: int = 0):
+        self.inst = instance
+        self.st = ReqState.create(instance.arrival, instance.prompt, instance.output)
+        self.log = IterLog()
+        max_req = int(max(int((instance.prompt + instance.output).max(initial=1)), 1))
+        self.replicas: list[Replica] = []
+        for i, spec in enumerate(instance.replicas):
+            lat = latency_model(spec.device, spec.model, spec.tp, spec.pp, spec.cpu_overhead_ms, spec.profile)
+            nb = kv_capacity_blocks(spec, max_request_tokens=instance.meta.get("vidur_max_tokens"))
+            from schedgym.envs.llmserve.configs import load_model
+
+            max_len = load_model(spec.model).max_model_len
+            self.replicas.append(Replica(i, spec, lat, nb, self.st, self.log, min(max_req, max_len)))
+        self.view = RouterView(len(self.replicas), np.array([r.num_blocks for r in self.replicas]))
+        self.router = Router(router, seed) if isinstance(router, str) else router
+        self.queue_key = queue_key
+        self.agent_routes = agent_routes
+        self.agent_admits = agent_admits
+        self.rejected = [False] * instance.n_requests
+        self.now = 0.0
+        self.next_arrival = 0
+        self.n_done = 0
+        self.done = False
+
+    # ------------------------------------------------------------------------------------------
+    def fits(self, rep: Replica, rid: int) -> bool:
+        """Whether request ``rid`` can ever be served by ``rep`` (else it is rejected)."""
+        total = self.st.prompt[rid] + self.st.output[rid]
+        if rep.kind == "orca":
+            return total <= rep.max_blocks_seq * rep.bs and rep.max_blocks_seq <= rep.num_blocks
+        if -(-total // rep.bs) > rep.num_blocks - rep.watermark:
+            return False
+        if rep.kind == "vllm_v0" and total > rep.spec.max_tokens_in_batch:
+            return False
+        return True
+
+    def _update_view(self, rep: Replica) -> None:
+        v, i = self.view, rep.idx
+        v.queued[i] = len(rep.waiting) + len(rep.swapped)
+        v.running[i] = rep.n_resident
+        v.kv_used[i] = rep.used
+
+    def _route_inline(self, rid: int) -> int:
+        r = self.router
+        if isinstance(r, Router):
+            if r.kind == "least_kv":
+                pend = [sum(-(-self.st.P[w] // rep.bs) for w in rep.waiting) for rep in self.replicas]
+                return r(self.view, self.st.prompt[rid], pend)
+            return r(self.view, self.st.prompt[rid])
+        return int(r(self, rid))
+
+    def _form_inline(self, rep: Replica, t: float) -> None:
+        rep.start_formation(t)
+        W = rep.waiting
+        if W:
+            if self.queue_key is not None and len(W) > 1:
+                key = self.queue_key
+                W.sort(key=lambda r: key(self, rep, r))
+            while W and rep.can_admit(W[0]):
+                rep.admit(W[0])
+        rep.finish_formation(t)
+        self._update_view(rep)
+
+    def _form_agent(self, rep: Replica, t: float) -> Generator[Decision, int, None]:
+        rep.start_formation(t)
+        while rep.waiting:
+            cands = tuple(r for r in rep.waiting if rep.can_admit(r))
+            if not cands:
+                break
+            must = not rep.batch and not rep.running
+            choice = yield Decision("admit", t, replica=rep.idx, candidates=cands, must_admit=must)
+            if choice is None or choice < 0 or choice not in cands:
+                if must:
+                    choice = cands[0]
+                else:
+                    break
+            rep.admit(int(choice))
+        rep.finish_formation(t)
+        self._update_view(rep)
+
+    def _arrive(self, rid: int, target: int, t: float):
+        rep = self.replicas[target]
+        self.st.replica[rid] = target
+        if not self.fits(rep, rid):
+            self.rejected[rid] = True
+            self.n_done += 1
+            return None
+        rep.enqueue(rid)
+        self._update_view(rep)
+        return rep
+
+    # ------------------------------------------------------------------------------------------
+    def decisions(self) -> Generator[Decision, int, None]:
+        """Run the simulation, yielding decisions to the agent (none in inline mode)."""
+        arr = self.st.arrival
+        n = len(arr)
+        reps = self.replicas
+        inline_admit = not self.agent_admits
+        while True:
+            tmin, rmin = math.inf, None
+            for rep in reps:
+                if rep.t_end < tmin:
+                    tmin, rmin = rep.t_end, rep
+            ai = self.next_arrival
+            ta = arr[ai] if ai < n else math.inf
+            if ta == math.inf and rmin is None:
+                break
+            if ta <= tmin:
+                self.now = ta
+                self.next_arrival = ai + 1
+                if self.agent_routes:
+                    target = yield Decision("route", ta, rid=ai)
+                    target = int(target) if target is not None and 0 <= int(target) < len(reps) else 0
+                else:
+                    target = self._route_inline(ai)
+                rep = self._arrive(ai, target, ta)
+                if rep is not None and not rep.busy:
+                    if inline_admit:
+                        self._form_inline(rep, ta)
+                    else:
+                        yield from self._form_agent(rep, ta)
+            else:
+                self.now = tmin
+                done = rmin.end_batch()
+                self.n_done += len(done)
+                if inline_admit:
+                    self._form_inline(rmin, tmin)
+                else:
+                    yield from self._form_agent(rmin, tmin)
+        self.done = True
+
+    def run(self) -> LLMServeSolution:
+        """Run to the end with the inline router and queue order; returns the solution."""
+        gen = self.decisions()
+        for d in gen:  # only reached when an agent mode is on: fall back to the inline rules
+            raise RuntimeError(f"agent decision {d.kind} requested in run(); use decisions() instead")
+        return self.solution()
+
+    # ------------------------------------------------------------------------------------------
+    def solution(self) -> LLMServeSolution:
+        st, log = self.st, self.log
+        rej = np.array(self.rejected, bool)
+        rep = np.array(st.replica, np.int64)
+        return LLMServeSolution(
+            replica=rep, rejected=rej, first_token=np.array(st.first_token), completion=np.array(st.completion),
+            first_scheduled=np.array(st.first_sched), preemptions=np.array(st.preempt, np.int64),
+            it_replica=np.array(log.replica, np.int64), it_start=np.array(log.start), it_end=np.array(log.end),
+            it_ptr=np.array(log.ptr, np.int64), it_req=np.array(log.req, np.int64),
+            it_tokens=np.array(log.tok, np.int64), ev_req=np.array(log.ev_req, np.int64),
+            ev_time=np.array(log.ev_time), ev_kind=np.array(log.ev_kind, np.int64),
+            num_blocks=np.array([r.num_blocks for r in self.replicas], np.int64),
+            block_size=self.replicas[0].bs if self.replicas else 16,
+            kv_peak_blocks=np.array([r.peak for r in self.replicas], np.int64))
+
+    @property
+    def iterations(self) -> int:
+        return len(self.log.start)
+
+
+def simulate(instance: LLMServeInstance, router: str | Callable = "round_robin", queue_key: QueueKey | None = None,
+             seed: int = 0) -> LLMServeSolution:
+    """Simulate ``instance`` with an inline router and queue order (FCFS by default)."""
+    return Simulator(instance, router=router, queue_key=queue_key, seed=seed).run()

@@ -1,0 +1,97 @@
+"""scripts/train.py end to end (subprocesses, CleanRL-style): every env config, loggers, resume, sweeps."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+ENV_CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "env").glob("*.yaml")
+                     if "train:" in p.read_text())
+TINY = ["total_timesteps=128", "agent.algo.n_steps=64", "agent.algo.batch_size=32", "agent.algo.n_epochs=1",
+        "eval.every=64", "eval.episodes=1", "checkpoint_every=64", "progress_bar=false"]
+
+
+def _env():
+    e = dict(os.environ)
+    e["WANDB_MODE"] = "disabled"
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def _run(args, tmp, timeout=300):
+    r = subprocess.run(TRAIN + args + [f"hydra.run.dir={tmp}"], capture_output=True, text=True, cwd=ROOT,
+                       env=_env(), timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.parametrize("env_cfg", ENV_CONFIGS)
+def test_every_env_config_trains(env_cfg, tmp_path):
+    _run([f"env={env_cfg}", "agent=ppo_gnn", "logger=none", *TINY], tmp_path)
+    payload = torch.load(tmp_path / "policy.pt", weights_only=False)
+    assert payload["meta"]["timesteps"] >= 128
+    assert (tmp_path / "checkpoints" / "ppo_64_steps.zip").exists()
+
+
+@pytest.mark.parametrize("logger", ["wandb", "tensorboard"])
+def test_loggers(logger, tmp_path):
+    r = _run(["env=jobshop", "agent=ppo_mlp", f"logger={logger}", *TINY], tmp_path)
+    assert "last evaluation" in r.stdout and "makespan=" in r.stdout
+    assert list((tmp_path / "tb").rglob("events.out.tfevents*"))
+
+
+def test_wandb_offline_by_default(tmp_path):
+    e = _env()
+    e.pop("WANDB_MODE")
+    r = subprocess.run(TRAIN + ["env=jobshop", "logger=wandb", *TINY, f"hydra.run.dir={tmp_path}"],
+                       capture_output=True, text=True, cwd=ROOT, env=e, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_resume_after_kill(tmp_path):
+    args = ["env=jobshop", "logger=none", "total_timesteps=4096", "agent.algo.n_steps=64",
+            "agent.algo.batch_size=32", "agent.algo.n_epochs=1", "eval.every=0", "checkpoint_every=64",
+            "progress_bar=false", f"hydra.run.dir={tmp_path}"]
+    p = subprocess.Popen(TRAIN + args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    first = tmp_path / "checkpoints" / "ppo_64_steps.zip"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    assert first.exists(), "no checkpoint was written"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "policy.pt").exists()
+    r = subprocess.run(TRAIN + [a for a in args if not a.startswith("total_timesteps")]
+                       + ["total_timesteps=256", "resume=true"],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout
+    payload = torch.load(tmp_path / "policy.pt", weights_only=False)
+    assert payload["meta"]["timesteps"] == 256
+
+
+def test_joblib_sweep(tmp_path):
+    r = subprocess.run(TRAIN + ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "env=jobshop",
+                                "logger=none", *TINY, f"hydra.sweep.dir={tmp_path}"],
+                       capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.parent.name for p in tmp_path.rglob("policy.pt")) == ["seed=0", "seed=1"]
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert "SlurmLauncher" in launcher._target_
+    assert launcher.timeout_min == 240 and launcher.cpus_per_task == 4
