@@ -70,14 +70,14 @@ def retime(inst: GPUDagInstance, device: np.ndarray, order_key: np.ndarray) -> G
     dst = np.concatenate([inst.edge_dst, np.flatnonzero(prev_on_dev >= 0)])
     indeg = np.bincount(dst, minlength=T)
     succ: list[list[int]] = [[] for _ in range(T)]
-    for a, b in zip(src.tolist(), dst.tolist()):
+    for a, b in zip(src.tolist(), dst.tolist(), strict=False):
         succ[a].append(b)
     stack = [int(t) for t in np.flatnonzero(indeg == 0)]
     start = np.zeros(T)
     end = np.zeros(T)
     w = inst.dev_time[np.arange(T), device]
     preds: list[list[tuple[int, int]]] = [[] for _ in range(T)]
-    for e, (a, b) in enumerate(zip(inst.edge_src.tolist(), inst.edge_dst.tolist())):
+    for e, (a, b) in enumerate(zip(inst.edge_src.tolist(), inst.edge_dst.tolist(), strict=False)):
         preds[b].append((a, e))
     seen = 0
     while stack:
@@ -150,7 +150,7 @@ class CPSATGPUDagSolver:
         for d in range(D):
             if len(per_dev[d]) > 1:
                 m.AddNoOverlap(per_dev[d])
-        for e, (a, b) in enumerate(zip(inst.edge_src.tolist(), inst.edge_dst.tolist())):
+        for e, (a, b) in enumerate(zip(inst.edge_src.tolist(), inst.edge_dst.tolist(), strict=False)):
             m.Add(start[b] >= end[a])
             for da in np.flatnonzero(inst.dev_eligible[a]):
                 for db in np.flatnonzero(inst.dev_eligible[b]):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
+
 from schedgym.baselines.dispatching import RULE_NAMES, solve_with_rule
 from schedgym.envs.core.errors import UnknownNameError
 from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
@@ -154,7 +155,8 @@ class CPSATJobShopSolver:
 
         Returns a :class:`JobShopSolution` (start times in time units) with ``status`` ``"optimal"``
         (proved), ``"feasible"`` or ``"none"``, ``bound`` = CP-SAT's proved lower bound on the
-        objective (time units; ``None`` when the model was found infeasible or invalid), and ``meta``
+        objective (time units, weighted for ``weighted_tardiness``; for the makespan at least the
+        trivial machine-load / job-length bound; ``None`` when the model was found infeasible), and ``meta``
         with ``wall_time_s`` (whole call, seconds), ``solver_wall_time_s``, ``objective``,
         ``objective_value``, ``makespan``, ``solver_status``, ``num_workers``, ``time_limit_s``,
         ``warm_start_rule``, ``warm_start_makespan``, ``warm_start_objective`` and
@@ -299,6 +301,8 @@ class CPSATJobShopSolver:
         code = solver.Solve(model)
 
         status_name = solver.StatusName(code)
+        if code == cp_model.MODEL_INVALID:  # a bug in this module or a malformed instance
+            raise ValueError(f"{instance.name}: CP-SAT rejected the model: {model.Validate()}")
         meta = {
             "solver": self.name,
             "objective": self.objective,

@@ -52,7 +52,7 @@ class ListSchedule:
         self.ends: list[list[float]] = [[] for _ in range(D)]
         self.preds: list[list[tuple[int, float]]] = [[] for _ in range(T)]
         self.succs: list[list[int]] = [[] for _ in range(T)]
-        for a, b, x in zip(inst.edge_src.tolist(), inst.edge_dst.tolist(), inst.edge_data.tolist()):
+        for a, b, x in zip(inst.edge_src.tolist(), inst.edge_dst.tolist(), inst.edge_data.tolist(), strict=False):
             self.preds[b].append((a, x))
             self.succs[a].append(b)
         self.missing = np.bincount(inst.edge_dst, minlength=T).astype(np.int64)

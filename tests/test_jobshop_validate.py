@@ -56,3 +56,10 @@ def test_flexible_machine_choice():
 def test_shape_mismatch():
     with pytest.raises(InfeasibleSolution, match="expected"):
         validate(load_instance("ft06"), sol([0, 1, 2, 3]))
+
+
+def test_overlap_hidden_behind_zero_length_operation():
+    inst = parse_standard("3 1\n0 10\n0 0\n0 3\n", name="z")
+    with pytest.raises(InfeasibleSolution, match="at the same time"):
+        validate(inst, JobShopSolution(np.array([0, 2, 5]), np.array([0, 0, 0])))
+    validate(inst, JobShopSolution(np.array([0, 2, 10]), np.array([0, 0, 0])))

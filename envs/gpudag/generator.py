@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -153,7 +153,7 @@ class TopcuogluGenerator:
         w = rng.uniform(wi[:, None] * (1 - self.beta / 2), wi[:, None] * (1 + self.beta / 2), size=(v, self.n_procs))
         el = sorted(edges)
         cost = rng.uniform(0.0, 2.0 * self.ccr * self.w_dag, size=len(el))
-        e = [(a, b, float(c)) for (a, b), c in zip(el, cost)]
+        e = [(a, b, float(c)) for (a, b), c in zip(el, cost, strict=False)]
         return build_instance(name or f"topcuoglu-v{v}", w, e, device_type=np.arange(self.n_procs),
                               type_names=tuple(f"P{k + 1}" for k in range(self.n_procs)),
                               source=f"generator:{self.name('?')}")
@@ -171,7 +171,7 @@ def _data_file(name: str):
     return resources.files("schedgym.envs").joinpath("data", "gpudag", name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def operator_table() -> dict[tuple[str, str, str, int], float]:
     """(model, device, op, num_tokens) -> time in ms, from ``envs/data/gpudag/operator_times.csv``."""
     out = {}
@@ -181,7 +181,7 @@ def operator_table() -> dict[tuple[str, str, str, int], float]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_table() -> dict[str, dict[str, int]]:
     """Model shapes (n_embd, n_head, n_kv_head, n_expanded_embd) from ``models.csv``."""
     out = {}
@@ -191,7 +191,7 @@ def model_table() -> dict[str, dict[str, int]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def link_table() -> dict[tuple[str, str], tuple[float, float]]:
     """(device type, 'intra'|'inter') -> (latency ms, bandwidth MB/ms) measured by Vidur."""
     out = {}
@@ -503,8 +503,8 @@ def combine_jobs(name: str, jobs: list[GPUDagInstance], arrivals: np.ndarray, so
     return GPUDagInstance(
         name=name, exec_time=np.concatenate([j.exec_time for j in jobs]),
         eligible=np.concatenate([j.eligible for j in jobs]),
-        edge_src=np.concatenate([j.edge_src + o for j, o in zip(jobs, offs)]),
-        edge_dst=np.concatenate([j.edge_dst + o for j, o in zip(jobs, offs)]),
+        edge_src=np.concatenate([j.edge_src + o for j, o in zip(jobs, offs, strict=False)]),
+        edge_dst=np.concatenate([j.edge_dst + o for j, o in zip(jobs, offs, strict=False)]),
         edge_data=np.concatenate([j.edge_data for j in jobs]),
         device_type=base.device_type, device_node=base.device_node, link_latency=base.link_latency,
         link_bandwidth=base.link_bandwidth,

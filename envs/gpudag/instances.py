@@ -138,14 +138,14 @@ def write_json(instance: GPUDagInstance, path: str | Path) -> None:
     names = list(instance.type_names or [f"type{k}" for k in range(instance.n_types)])
     doc = {
         "name": instance.name, "time_unit": instance.time_unit, "device_types": names,
-        "devices": [{"type": names[int(k)], "node": int(n)} for k, n in zip(instance.device_type, instance.device_node)],
+        "devices": [{"type": names[int(k)], "node": int(n)} for k, n in zip(instance.device_type, instance.device_node, strict=False)],
         "links": {"latency": instance.link_latency.tolist(),
                   "bandwidth": [[None if not np.isfinite(x) else float(x) for x in row] for row in instance.link_bandwidth]},
         "jobs": [{"arrival": float(a)} for a in instance.job_arrival],
         "tasks": [{"times": {names[k]: float(instance.exec_time[t, k]) for k in range(instance.n_types)
                              if instance.eligible[t, k]}, "job": int(instance.task_job[t])}
                   for t in range(instance.n_tasks)],
-        "edges": [[int(a), int(b), float(x)] for a, b, x in zip(instance.edge_src, instance.edge_dst, instance.edge_data)],
+        "edges": [[int(a), int(b), float(x)] for a, b, x in zip(instance.edge_src, instance.edge_dst, instance.edge_data, strict=False)],
     }
     Path(path).write_text(json.dumps(doc, indent=1))
 

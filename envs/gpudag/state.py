@@ -39,7 +39,7 @@ class GPUDagState:
         src, dst, data = inst.edge_src, inst.edge_dst, inst.edge_data
         self._pred_lists: list[list[tuple[int, float]]] = [[] for _ in range(self.n_tasks)]
         self._succ_lists: list[list[int]] = [[] for _ in range(self.n_tasks)]
-        for a, b, x in zip(src.tolist(), dst.tolist(), data.tolist()):
+        for a, b, x in zip(src.tolist(), dst.tolist(), data.tolist(), strict=False):
             self._pred_lists[b].append((a, x))
             self._succ_lists[a].append(b)
         self.indeg = np.bincount(dst, minlength=self.n_tasks).astype(np.int64)

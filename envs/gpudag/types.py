@@ -230,7 +230,7 @@ def _topological_order(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray |
 def _find_cycle(n: int, src: np.ndarray, dst: np.ndarray) -> list[int]:
     """One directed cycle (list of tasks) of a cyclic graph."""
     adj: list[list[int]] = [[] for _ in range(n)]
-    for a, b in zip(src.tolist(), dst.tolist()):
+    for a, b in zip(src.tolist(), dst.tolist(), strict=False):
         adj[a].append(b)
     color = [0] * n
     parent = [-1] * n

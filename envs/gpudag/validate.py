@@ -64,7 +64,7 @@ def validate(instance: GPUDagInstance, solution: GPUDagSolution) -> None:
             per_dev.setdefault(int(dev[t]), []).append((float(start[t]), end[t], t))
     for d, items in per_dev.items():
         items.sort()
-        for (s1, e1, t1), (s2, e2, t2) in zip(items, items[1:]):
+        for (s1, e1, t1), (s2, e2, t2) in zip(items, items[1:], strict=False):
             if s2 < e1 - _tol(e1):
                 raise InfeasibleSolution(
                     f"{name}: device {d} runs tasks {t1} [{s1}, {e1}) and {t2} [{s2}, {e2}) at the same time")

@@ -25,7 +25,7 @@ def draw_gantt(instance: GPUDagInstance, start: np.ndarray, device: np.ndarray, 
         labels = instance.n_tasks <= 40
     color_by = instance.task_job if instance.n_jobs > 1 else (
         instance.task_kind if instance.task_kind is not None else np.arange(instance.n_tasks))
-    for t, w in zip(done, dur):
+    for t, w in zip(done, dur, strict=False):
         d = int(device[t])
         ax.barh(d, w, left=start[t], color=cmap(int(color_by[t]) % 20), edgecolor="black", lw=0.3)
         if labels:

@@ -49,8 +49,13 @@ def validate(instance: JobShopInstance, solution: JobShopSolution) -> None:
         per_machine.setdefault(int(machine[o]), []).append((int(start[o]), ends[o], o))
     for m, items in per_machine.items():
         items.sort()
-        for (s1, e1, o1), (s2, e2, o2) in zip(items, items[1:]):
-            if s2 < e1 and e1 > s1 and e2 > s2:
+        latest_end, latest_op, latest_start = -1, -1, -1
+        for s, e, o in items:
+            if e == s:  # zero-length operations occupy no time
+                continue
+            if s < latest_end:
                 raise InfeasibleSolution(
-                    f"{instance.name}: machine {m} runs operations {o1} [{s1}, {e1}) and {o2} [{s2}, {e2}) "
-                    f"at the same time")
+                    f"{instance.name}: machine {m} runs operations {latest_op} [{latest_start}, {latest_end}) and "
+                    f"{o} [{s}, {e}) at the same time")
+            if e > latest_end:
+                latest_end, latest_op, latest_start = e, o, s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, fields
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -115,7 +115,7 @@ def _catalogue(kind: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted((DATA_DIR / kind).glob("*.yaml"))}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_model(name_or_path: str) -> ModelConfig:
     """A :class:`ModelConfig` by shipped name (``llama2-7b``) or YAML path."""
     p = Path(str(name_or_path))
@@ -127,7 +127,7 @@ def load_model(name_or_path: str) -> ModelConfig:
     return _read_yaml(cat[name_or_path], ModelConfig)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_device(name_or_path: str) -> DeviceConfig:
     """A :class:`DeviceConfig` by shipped name (``a100``) or YAML path."""
     p = Path(str(name_or_path))

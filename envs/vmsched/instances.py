@@ -423,7 +423,7 @@ def _example_generated() -> list[str]:
 @lru_cache(maxsize=1)
 def instance_sets() -> dict[str, list[str]]:
     """Named sets: ``generated_<s|m|l>`` (medium utilisation, seeds 0-4; L: 0-2),
-    ``generated_<s|m>_<low|high|gpu|evac>``, ``bundled`` (the shipped files) and ``smoke``."""
+    ``generated_<s|m>_<low|high|gpu|evac>``, ``vm_bundled`` (the shipped files) and ``smoke``."""
     sets: dict[str, list[str]] = {}
     for size, n in (("s", 5), ("m", 5), ("l", 3)):
         sets[f"generated_{size}"] = [f"gen_{size}_medium_s{i}" for i in range(n)]
@@ -432,7 +432,7 @@ def instance_sets() -> dict[str, list[str]]:
                 sets[f"generated_{size}_{util}"] = [f"gen_{size}_{util}_s{i}" for i in range(n)]
             sets[f"generated_{size}_gpu"] = [f"gen_{size}_medium_gpu_s{i}" for i in range(n)]
             sets[f"generated_{size}_evac"] = [f"gen_{size}_medium_evac_s{i}" for i in range(n)]
-    sets["bundled"] = bundled_names()
+    sets["vm_bundled"] = bundled_names()
     sets["vm_smoke"] = ["gen_s_medium_s0", "gen_s_medium_evac_s0"]
     return sets
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
 
-
 #: per-instance constants of :class:`VMState`, computed once per instance object
 _STATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

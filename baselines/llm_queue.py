@@ -1,0 +1,121 @@
+"""Queue-ordering baselines for LLM serving (``schedgym/LLMQueue-v0``).
+
+Every rule orders a replica's waiting queue by a key and admits from the head while the batch has
+room, stopping at the first request that does not fit (vLLM's head-of-line behaviour); with the key
+``fcfs`` this is exactly vLLM's default. The same keys serve the simulator inline
+(:func:`queue_key`, used by ``LLMRouting-v0``'s ``queue_order`` and by benchmarks).
+
+* ``fcfs``: arrival time (vLLM default).
+* ``srpt``: fewest remaining output tokens, oracle lengths.
+* ``srpt_noisy``: remaining output tokens from a predictor with log-normal error
+  (``sigma``: standard deviation of the log of the ratio prediction / truth).
+* ``spf``: shortest prompt first.
+* ``edf``: earliest TTFT deadline (arrival + the class's TTFT SLO).
+* ``fair``: the tenant with the fewest running requests on the replica first (ties: arrival).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+RULES = ("fcfs", "srpt", "srpt_noisy", "spf", "edf", "fair")
+
+
+def queue_key(rule: str, seed: int = 0, sigma: float = 0.5):
+    """``key(sim, replica, rid)`` for :class:`schedgym.envs.llmserve.sim.Simulator` (smaller first)."""
+    if rule not in RULES:
+        raise ValueError(f"queue rule must be one of {RULES}, got {rule!r}")
+    noise: dict[int, float] = {}
+    rng = np.random.default_rng(seed)
+
+    def key(sim, rep, rid):
+        st, inst = sim.st, sim.inst
+        if rule == "fcfs":
+            return st.arrival[rid]
+        if rule == "srpt":
+            return st.output[rid] - st.gen[rid]
+        if rule == "srpt_noisy":
+            if rid not in noise:
+                noise[rid] = float(np.exp(rng.normal(0.0, sigma)))
+            return st.output[rid] * noise[rid] - st.gen[rid]
+        if rule == "spf":
+            return st.prompt[rid]
+        if rule == "edf":
+            return st.arrival[rid] + float(inst.slo_ttft[inst.klass[rid]])
+        counts: dict[int, int] = {}
+        for r in rep.running + rep.batch:
+            t = int(inst.tenant[r])
+            counts[t] = counts.get(t, 0) + 1
+        return (counts.get(int(inst.tenant[rid]), 0), st.arrival[rid])
+
+    return key
+
+
+class QueueOrderPolicy:
+    """A queue-ordering rule acting on ``schedgym/LLMQueue-v0`` (see the module docstring).
+
+    Args:
+        rule: one of :data:`RULES`.
+        sigma: predictor error of ``srpt_noisy``.
+        seed: seed of the predictor noise.
+    """
+
+    def __init__(self, rule: str = "fcfs", sigma: float = 0.5, seed: int = 0):
+        if rule not in RULES:
+            raise ValueError(f"queue rule must be one of {RULES}, got {rule!r}")
+        self.rule = rule
+        self.sigma = float(sigma)
+        self.seed = int(seed)
+        self.name = {"fcfs": "llm_fcfs", "srpt": "srpt", "srpt_noisy": "srpt_noisy", "spf": "spf", "edf": "edf",
+                     "fair": "fair_share"}[rule]
+        self.env = None
+        self._noise: dict[int, float] = {}
+        self.rng = np.random.default_rng(seed)
+
+    def reset_seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(self.seed + seed)
+
+    def reset(self, env: gym.Env) -> None:
+        self.env = env.unwrapped
+        self._noise = {}
+
+    def _keys(self, c: dict[str, Any]) -> list:
+        env = self.env
+        inst = env.instance
+        rids = c["rid"]
+        r = self.rule
+        if r == "fcfs":
+            return list(c["arrival"])
+        if r == "srpt":
+            return [int(inst.output[x]) - g for x, g in zip(rids, c["generated"])]
+        if r == "srpt_noisy":
+            out = []
+            for x, g in zip(rids, c["generated"]):
+                if x not in self._noise:
+                    self._noise[x] = float(np.exp(self.rng.normal(0.0, self.sigma)))
+                out.append(int(inst.output[x]) * self._noise[x] - g)
+            return out
+        if r == "spf":
+            return list(c["prompt"])
+        if r == "edf":
+            return list(c["ttft_deadline"])
+        share = c["running_tenants"]
+        return [(share[t] if t < len(share) else 0, a) for t, a in zip(c["tenant"], c["arrival"])]
+
+    def act(self, obs: Any, info: dict) -> int:
+        mask = info["action_mask"]
+        c = info.get("candidates")
+        run = len(mask) - 1
+        if not c or not c["rid"]:
+            return run if mask[run] else int(np.flatnonzero(mask)[0])
+        keys = self._keys(c)
+        best = min(range(len(keys)), key=lambda k: (keys[k], k))
+        if mask[best]:
+            return best
+        if mask[run]:
+            return run
+        ok = [k for k in range(len(keys)) if mask[k]]
+        return min(ok, key=lambda k: (keys[k], k))

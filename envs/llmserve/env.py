@@ -1,0 +1,418 @@
+"""Gymnasium adapters of the serving simulator: ``schedgym/LLMRouting-v0`` and ``schedgym/LLMQueue-v0``.
+
+## Description
+A cluster of LLM replicas (continuous batching, paged KV cache; :mod:`schedgym.envs.llmserve.replica`)
+serves a request stream replayed from a trace. ``LLMRouting-v0``: at each arrival the agent picks
+the replica. ``LLMQueue-v0``: at each iteration boundary of a replica with admissible waiting
+requests the agent picks which one to admit next, or to run the batch as is; this is where SRPT,
+EDF and fairness policies live. Everything else (batch formation, preemption, the other decision)
+follows the cluster's rules (``router`` / ``queue_order`` arguments).
+
+## Action Space
+* Routing: ``Discrete(max_replicas)``, the replica index.
+* Queue: ``Discrete(max_queue + 1)``: ``k < max_queue`` admits the k-th waiting request of the
+  observation (the replica's queue in arrival order, first ``max_queue``), ``max_queue`` runs the
+  batch as is (masked when the replica would otherwise idle).
+Use :meth:`action_masks` (also ``info["action_mask"]``). Invalid actions are no-ops with
+``info["invalid_action"] = True`` and ``invalid_action_penalty`` as reward.
+
+## Observation Space
+The padded graph of :mod:`schedgym.envs.core.graph_obs`. Routing: one node per replica then the
+arriving request's node; edges request -> replica with (blocks the prompt needs / free blocks).
+Queue: waiting requests (``max_queue`` rows), then running requests (``max_running`` rows), then
+the replica node; edges from every request node to the replica node. Node features (times in
+seconds, lengths in thousands of tokens): 0 waiting flag, 1 running flag, 2 replica flag, 3 prompt,
+4 generated so far, 5 output length as revealed (0 hidden, true value with ``reveal="oracle"``, a
+log-normal noisy prediction with ``reveal="noisy"``), 6 waiting time, 7 slack to the TTFT
+deadline, 8 admissible flag, 9 tenant's share of running requests, 10 KV blocks held / replica
+blocks, 11 queued requests (replica), 12 running requests (replica), 13 KV in use (replica),
+14 busy flag (replica). ``globals``: time / horizon, requests arrived / N, finished / N, SLO met
+so far / N, mean KV in use, plus (queue env) batch size and tokens so far.
+
+## Rewards
+At each step: (requests finished since the last step that met both SLOs - those that missed,
+including rejected ones) / N, so an episode's rewards sum to ``2 * slo_attainment - 1``.
+
+## Starting State
+A workload from ``reset(options={"instance": ...})`` (a workload name such as
+``azure_conv:rate=3:n=500:seed=0``, or an :class:`LLMServeInstance`), else the env's ``instance``,
+else one built from ``default_workload`` with a seed drawn from the env's generator. With
+``window`` the episode is a random window of that many consecutive requests.
+
+## Episode End
+Terminates when every request has finished (or was rejected); then ``info["solution"]`` (an
+:class:`LLMServeSolution`) and ``info["metrics"]`` (``ttft_p99_s``, ``slo_attainment``,
+``goodput_rps``, ...) are set. Truncates after ``10 * N + 100`` invalid actions.
+
+## Arguments
+``instance``, ``default_workload``, ``window``, ``router`` (queue env), ``queue_order`` (routing
+env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``), ``predictor_sigma``,
+``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``.
+
+## Version History
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.llmserve.metrics import metrics
+from schedgym.envs.llmserve.sim import Decision, Simulator
+from schedgym.envs.llmserve.types import LLMServeInstance
+from schedgym.envs.llmserve.workload import build_workload
+
+N_NODE_FEATURES = 15
+N_EDGE_FEATURES = 2
+N_GLOBALS = 7
+REVEAL = ("none", "oracle", "noisy")
+
+
+def load_workload(spec: str | LLMServeInstance) -> LLMServeInstance:
+    if isinstance(spec, LLMServeInstance):
+        return spec
+    return build_workload(str(spec))
+
+
+class _LLMServeEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    agent_routes = False
+    agent_admits = False
+    default_workload = "azure_conv:rate=3:n=200"
+
+    def __init__(self, instance: str | LLMServeInstance | None = None, default_workload: str | None = None,
+                 window: int | None = None, router: str = "round_robin", queue_order: str = "fcfs",
+                 reveal: str = "none", predictor_sigma: float = 0.5, max_replicas: int = 8, max_queue: int = 32,
+                 max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None):
+        if reveal not in REVEAL:
+            raise ValueError(f"reveal must be one of {REVEAL}, got {reveal!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.instance_arg = load_workload(instance) if instance is not None else None
+        self.default_workload_name = default_workload or self.default_workload
+        self.window = window
+        self.router = router
+        self.queue_order = queue_order
+        self.reveal = reveal
+        self.predictor_sigma = float(predictor_sigma)
+        self.max_replicas = int(max_replicas)
+        self.max_queue = int(max_queue)
+        self.max_running = int(max_running)
+        self.invalid_action_penalty = float(invalid_action_penalty)
+        self.render_mode = render_mode
+        self._build_spaces()
+        self.sim: Simulator | None = None
+        self.instance: LLMServeInstance | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def _pick_instance(self, options: dict) -> LLMServeInstance:
+        if options.get("instance") is not None:
+            inst = load_workload(options["instance"])
+        elif self.instance_arg is not None:
+            inst = self.instance_arg
+        else:
+            seed = int(self.np_random.integers(1_000_000))
+            inst = build_workload(f"{self.default_workload_name}:seed={seed}")
+        if self.window is not None and inst.n_requests > self.window:
+            start = int(self.np_random.integers(inst.n_requests - self.window + 1))
+            inst = inst.window(start, self.window)
+        return inst
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        inst = self._pick_instance(options)
+        if inst.n_replicas > self.max_replicas:
+            raise ValueError(f"workload {inst.name} has {inst.n_replicas} replicas; build the env with "
+                             f"max_replicas >= {inst.n_replicas}")
+        self.instance = inst
+        qkey = None
+        if self.queue_order != "fcfs" and not self.agent_admits:
+            from schedgym.baselines.llm_queue import queue_key
+
+            qkey = queue_key(self.queue_order, seed=int(self.np_random.integers(1 << 30)))
+        self.sim = Simulator(inst, router=self.router, queue_key=qkey, agent_routes=self.agent_routes,
+                             agent_admits=self.agent_admits, seed=int(self.np_random.integers(1 << 30)))
+        n = inst.n_requests
+        self._noise = np.exp(self.np_random.normal(0.0, self.predictor_sigma, n)) if self.reveal == "noisy" else None
+        self._gen = self.sim.decisions()
+        self._good = 0
+        self._counted = np.zeros(n, bool)
+        self._n_invalid = 0
+        self._seen_entries = 0
+        self._seen_arrivals = 0
+        self._decision = self._advance(None)
+        return self._observation(), self._info(False)
+
+    def _advance(self, choice) -> Decision | None:
+        try:
+            return next(self._gen) if choice is None else self._gen.send(choice)
+        except StopIteration:
+            return None
+
+    def _reward(self) -> float:
+        """(newly finished requests meeting SLOs - those missing them) / N."""
+        st, inst, log = self.sim.st, self.instance, self.sim.log
+        newly = []
+        rej = self.sim.rejected
+        for r in log.req[self._seen_entries:]:
+            if not self._counted[r] and st.completion[r] == st.completion[r]:
+                self._counted[r] = True
+                newly.append(r)
+        self._seen_entries = len(log.req)
+        for r in range(self._seen_arrivals, self.sim.next_arrival):
+            if rej[r] and not self._counted[r]:
+                self._counted[r] = True
+                newly.append(r)
+        self._seen_arrivals = self.sim.next_arrival
+        if not newly:
+            return 0.0
+        idx = np.array(newly)
+        ft = np.array([st.first_token[r] for r in newly])
+        ct = np.array([st.completion[r] for r in newly])
+        rj = np.array([rej[r] for r in newly])
+        out = inst.output[idx]
+        ttft = ft - inst.arrival[idx]
+        tpot = np.where(out > 1, (ct - ft) / np.maximum(out - 1, 1), 0.0)
+        ok = ~rj & (ttft <= inst.slo_ttft[inst.klass[idx]]) & (tpot <= inst.slo_tpot[inst.klass[idx]])
+        self._good += int(ok.sum())
+        return float((ok.sum() - (~ok).sum()) / inst.n_requests)
+
+    def step(self, action):
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        if self._decision is None:
+            return self._observation(), 0.0, True, False, self._info(False)
+        mask = self._mask()
+        a = int(action)
+        if not (0 <= a < len(mask)) or not mask[a]:
+            self._n_invalid += 1
+            trunc = self._n_invalid > 10 * self.instance.n_requests + 100
+            return self._observation(), self.invalid_action_penalty, False, trunc, self._info(True)
+        self._decision = self._advance(self._choice(a))
+        r = self._reward()
+        terminated = self._decision is None
+        return self._observation(), r, terminated, False, self._info(False)
+
+    def action_masks(self) -> np.ndarray:
+        if self.sim is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return self._mask()
+
+    # ------------------------------------------------------------------------------------------
+    def _revealed(self, rid: int) -> float:
+        if self.reveal == "oracle":
+            return float(self.instance.output[rid])
+        if self.reveal == "noisy":
+            return float(self.instance.output[rid] * self._noise[rid])
+        return 0.0
+
+    def _req_features(self, x: np.ndarray, row: int, rid: int, rep, waiting: bool, admissible: bool) -> None:
+        st, inst, now = self.sim.st, self.instance, self.sim.now
+        x[row, 0] = waiting
+        x[row, 1] = not waiting
+        x[row, 3] = st.prompt[rid] / 1e3
+        x[row, 4] = st.gen[rid] / 1e3
+        x[row, 5] = self._revealed(rid) / 1e3
+        x[row, 6] = now - st.arrival[rid]
+        if st.gen[rid] == 0:
+            x[row, 7] = st.arrival[rid] + inst.slo_ttft[inst.klass[rid]] - now
+        x[row, 8] = admissible
+        x[row, 10] = st.blocks[rid] / max(rep.num_blocks, 1)
+
+    def _rep_features(self, x: np.ndarray, row: int, rep) -> None:
+        x[row, 2] = 1.0
+        x[row, 11] = (len(rep.waiting) + len(rep.swapped)) / 100.0
+        x[row, 12] = rep.n_resident / 100.0
+        x[row, 13] = rep.used / max(rep.num_blocks, 1)
+        x[row, 14] = rep.busy
+
+    def _globals(self, extra: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        inst, sim = self.instance, self.sim
+        n = max(inst.n_requests, 1)
+        horizon = float(inst.arrival[-1]) + 1.0 if inst.n_requests else 1.0
+        kv = np.mean([r.used / max(r.num_blocks, 1) for r in sim.replicas])
+        return np.array([sim.now / horizon, sim.next_arrival / n, sim.n_done / n, self._good / n, kv, *extra],
+                        dtype=np.float32)
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        info: dict[str, Any] = {"action_mask": self._mask(), "invalid_action": invalid,
+                                "instance": self.instance.name, "time": self.sim.now}
+        d = self._decision
+        if d is not None:
+            info["decision"] = d.kind
+            info["candidates"] = self._candidate_info()
+        else:
+            sol = self.sim.solution()
+            info["solution"] = sol
+            info["metrics"] = metrics(self.instance, sol)
+        return info
+
+    def render(self):
+        if self.render_mode != "rgb_array" or self.sim is None:
+            return None
+        from schedgym.envs.llmserve.viewer import render_rgb
+
+        return render_rgb(self.instance, self.sim.solution(), now=self.sim.now)
+
+
+class LLMRoutingEnv(_LLMServeEnv):
+    """``schedgym/LLMRouting-v0``: route each arriving request to a replica (see module docstring)."""
+
+    agent_routes = True
+    default_workload = "azure_conv:rate=10:n=200:replicas=4"
+
+    def _build_spaces(self) -> None:
+        self.n_nodes = self.max_replicas + 1
+        self.n_edges = self.max_replicas
+        self.n_actions = self.max_replicas
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.observation_space = padded_graph_space(self.n_nodes, N_NODE_FEATURES, self.n_edges, N_EDGE_FEATURES,
+                                                    self.n_actions, N_GLOBALS)
+
+    def _mask(self) -> np.ndarray:
+        m = np.zeros(self.n_actions, bool)
+        d = self._decision
+        if d is None:
+            return m
+        R = self.instance.n_replicas
+        fits = [self.sim.fits(rep, d.rid) for rep in self.sim.replicas]
+        m[:R] = fits if any(fits) else True
+        return m
+
+    def _choice(self, a: int) -> int:
+        return a
+
+    def _candidate_info(self) -> dict[str, Any]:
+        d = self._decision
+        sim = self.sim
+        return {"rid": d.rid, "prompt": sim.st.prompt[d.rid],
+                "queued": list(sim.view.queued), "running": list(sim.view.running),
+                "kv_used": list(sim.view.kv_used), "kv_total": list(sim.view.kv_total),
+                "pending_blocks": [sum(-(-sim.st.P[w] // rep.bs) for w in rep.waiting) for rep in sim.replicas]}
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        R, M = self.instance.n_replicas, self.max_replicas
+        x = np.zeros((self.n_nodes, N_NODE_FEATURES), np.float32)
+        ei = np.zeros((2, self.n_edges), np.int64)
+        ea = np.zeros((self.n_edges, N_EDGE_FEATURES), np.float32)
+        em = np.zeros(self.n_edges, np.int8)
+        nm = np.zeros(self.n_nodes, np.int8)
+        for i, rep in enumerate(self.sim.replicas):
+            self._rep_features(x, i, rep)
+        nm[:R] = 1
+        d = self._decision
+        if d is not None:
+            rid = d.rid
+            x[M, 0] = 1.0
+            self._req_features(x, M, rid, self.sim.replicas[0], True, True)
+            x[M, 10] = 0.0
+            nm[M] = 1
+            for i, rep in enumerate(self.sim.replicas):
+                ei[:, i] = (M, i)
+                need = -(-self.sim.st.prompt[rid] // rep.bs)
+                ea[i, 0] = need / max(rep.num_blocks - rep.used, 1)
+                ea[i, 1] = self.sim.fits(rep, rid)
+                em[i] = 1
+        mask = self._mask()
+        return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
+                "action_mask": mask.astype(np.int8), "action_node": np.arange(self.n_actions, dtype=np.int64),
+                "globals": self._globals()}
+
+
+class LLMQueueEnv(_LLMServeEnv):
+    """``schedgym/LLMQueue-v0``: choose which waiting request a replica admits next (see module docstring)."""
+
+    agent_admits = True
+    default_workload = "azure_conv:rate=3.5:n=200"
+
+    def _build_spaces(self) -> None:
+        self.n_nodes = self.max_queue + self.max_running + 1
+        self.n_edges = self.max_queue + self.max_running
+        self.n_actions = self.max_queue + 1
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.observation_space = padded_graph_space(self.n_nodes, N_NODE_FEATURES, self.n_edges, N_EDGE_FEATURES,
+                                                    self.n_actions, N_GLOBALS)
+
+    def _visible_waiting(self) -> list[int]:
+        d = self._decision
+        if d is None:
+            return []
+        return self.sim.replicas[d.replica].waiting[: self.max_queue]
+
+    def _mask(self) -> np.ndarray:
+        m = np.zeros(self.n_actions, bool)
+        d = self._decision
+        if d is None:
+            return m
+        cands = set(d.candidates)
+        vis = self._visible_waiting()
+        for k, r in enumerate(vis):
+            m[k] = r in cands
+        m[self.max_queue] = not d.must_admit or not m[: self.max_queue].any()
+        return m
+
+    def _choice(self, a: int) -> int:
+        if a == self.max_queue:
+            return -1
+        return self._visible_waiting()[a]
+
+    def _candidate_info(self) -> dict[str, Any]:
+        d = self._decision
+        sim = self.sim
+        st = sim.st
+        vis = self._visible_waiting()
+        inst = self.instance
+        rep = sim.replicas[d.replica]
+        running_tenants = np.bincount([inst.tenant[r] for r in rep.running + rep.batch],
+                                      minlength=max(inst.n_tenants, 1))
+        return {"replica": d.replica, "rid": list(vis), "admissible": [r in d.candidates for r in vis],
+                "prompt": [st.prompt[r] for r in vis], "arrival": [st.arrival[r] for r in vis],
+                "generated": [st.gen[r] for r in vis], "tenant": [int(inst.tenant[r]) for r in vis],
+                "ttft_deadline": [st.arrival[r] + float(inst.slo_ttft[inst.klass[r]]) for r in vis],
+                "predicted_output": [self._revealed(r) for r in vis], "running_tenants": running_tenants.tolist(),
+                "must_admit": d.must_admit}
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        Q, U = self.max_queue, self.max_running
+        x = np.zeros((self.n_nodes, N_NODE_FEATURES), np.float32)
+        ei = np.zeros((2, self.n_edges), np.int64)
+        ea = np.zeros((self.n_edges, N_EDGE_FEATURES), np.float32)
+        em = np.zeros(self.n_edges, np.int8)
+        nm = np.zeros(self.n_nodes, np.int8)
+        d = self._decision
+        rep_row = Q + U
+        extra = (0.0, 0.0)
+        if d is not None:
+            rep = self.sim.replicas[d.replica]
+            cands = set(d.candidates)
+            inst = self.instance
+            run = (rep.running + rep.batch)[:U]
+            ten = np.bincount([inst.tenant[r] for r in run], minlength=max(inst.n_tenants, 1)) / max(len(run), 1)
+            for k, r in enumerate(self._visible_waiting()):
+                self._req_features(x, k, r, rep, True, r in cands)
+                x[k, 9] = ten[inst.tenant[r]]
+                nm[k] = 1
+                ei[:, k] = (k, rep_row)
+                ea[k, 0] = -(-self.sim.st.P[r] // rep.bs) / max(rep.num_blocks, 1)
+                em[k] = 1
+            for k, r in enumerate(run):
+                row = Q + k
+                self._req_features(x, row, r, rep, False, False)
+                x[row, 9] = ten[inst.tenant[r]]
+                x[row, 8] = r in rep.batch
+                nm[row] = 1
+                ei[:, row] = (row, rep_row)
+                ea[row, 1] = 1.0
+                em[row] = 1
+            self._rep_features(x, rep_row, rep)
+            nm[rep_row] = 1
+            extra = (len(rep.batch) / 100.0, rep._ntok / 1e3)
+        an = np.arange(self.n_actions, dtype=np.int64)
+        an[Q] = rep_row
+        return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
+                "action_mask": self._mask().astype(np.int8), "action_node": an, "globals": self._globals(extra)}
