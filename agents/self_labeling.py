@@ -127,7 +127,7 @@ def train_self_labeling(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         stats = {"train/loss": float(np.mean(losses)), "train/best_objective": best_val,
                  "train/mean_objective": float(np.mean([v for v in vals if math.isfinite(v)])),
                  "time/elapsed_s": time.perf_counter() - t0}
@@ -147,3 +147,23 @@ def train_self_labeling(
     save_policy(policy, out / "policy.pt", env_id, ckpt_kwargs, (ckpt_meta or {}) | {"iteration": iterations})
     return {"out_dir": str(out), "iterations": iterations, "eval_history": history, "policy": str(out / "policy.pt"),
             "wall_time_s": time.perf_counter() - t0}
+
+
+def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: int) -> dict[str, float]:
+    """Mean of ``info["metrics"]`` over ``episodes`` greedy episodes of ``policy`` (env built from kwargs)."""
+    env = gym.make(env_id, **env_kwargs)
+    sums: dict[str, list[float]] = {}
+    for ep in range(episodes):
+        obs, info = env.reset(seed=ep)
+        done = False
+        while not done:
+            with torch.no_grad():
+                mask = np.asarray(info["action_mask"], dtype=bool)
+                logits = policy.get_distribution(_stack([obs]), action_masks=mask[None]).distribution.logits[0]
+            obs, _, term, trunc, info = env.step(int(torch.argmax(logits)))
+            done = term or trunc
+        for k, v in info.get("metrics", {}).items():
+            if math.isfinite(float(v)):
+                sums.setdefault(k, []).append(float(v))
+    env.close()
+    return {k: float(np.mean(v)) for k, v in sums.items()}

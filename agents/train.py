@@ -69,6 +69,21 @@ class MetricsEvalCallback(MaskableEvalCallback):
         return cont
 
 
+def match_padding(env_id: str, train_kwargs: dict[str, Any], eval_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Eval env kwargs with the training env's padded sizes (``max_*`` constructor arguments) filled in,
+    so that the policy built for the training spaces can act on it."""
+    import inspect
+
+    env = gym.make(env_id, **train_kwargs).unwrapped
+    params = inspect.signature(type(env).__init__).parameters
+    out = dict(eval_kwargs)
+    for name in params:
+        if name.startswith("max_") and name not in out and hasattr(env, name):
+            out[name] = getattr(env, name)
+    env.close()
+    return out
+
+
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     best, best_steps = None, -1
     for p in ckpt_dir.glob("ppo_*_steps.zip"):
@@ -126,6 +141,7 @@ def train(
                                             name_prefix="ppo"))
     eval_cb = None
     if eval_every > 0 and eval_env_kwargs is not None:
+        eval_env_kwargs = match_padding(env_id, env_kwargs, eval_env_kwargs)
         eval_env = DummyVecEnv([make_env_fn(env_id, eval_env_kwargs, seed + 10_000, 0)])
         eval_cb = MetricsEvalCallback(eval_env, n_eval_episodes=eval_episodes, eval_freq=max(1, eval_every // n_envs),
                                       best_model_save_path=str(out / "best"), deterministic=True, verbose=0)

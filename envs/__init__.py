@@ -12,6 +12,8 @@ import gymnasium as gym
 ENV_SPECS: dict[str, str] = {
     "schedgym/JobShop-v0": "schedgym.envs.jobshop.env:JobShopEnv",
     "schedgym/FlexibleJobShop-v0": "schedgym.envs.jobshop.env:FlexibleJobShopEnv",
+    "schedgym/LLMRouting-v0": "schedgym.envs.llmserve.env:LLMRoutingEnv",
+    "schedgym/LLMQueue-v0": "schedgym.envs.llmserve.env:LLMQueueEnv",
     "schedgym/GPUDag-v0": "schedgym.envs.gpudag.env:GPUDagEnv",
     "schedgym/VMReschedule-v0": "schedgym.envs.vmsched.env:VMRescheduleEnv",
 }

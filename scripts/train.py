@@ -50,6 +50,50 @@ def _run_id(out_dir: Path) -> str:
     return rid
 
 
+def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs: dict | None,
+                   policy_kwargs: dict) -> dict:
+    """Self-labeling training (agent=sls_gnn) with TensorBoard logging (synced to W&B when enabled)."""
+    import gymnasium as gym
+
+    from schedgym.agents.self_labeling import greedy_metrics, train_self_labeling
+
+    tcfg, algo = cfg.env.train, cfg.agent.algo
+    env_kwargs = dict(env_kwargs)
+    generator = env_kwargs.pop("generator")
+    env = gym.make(tcfg.env_id, generator=generator, **env_kwargs)
+    policy_cls = hydra.utils.get_class(cfg.agent.policy_class)
+    policy = policy_cls(env.observation_space, env.action_space, lambda _: float(algo.learning_rate), **policy_kwargs)
+    metric = tcfg.get("eval_metric", "makespan")
+    episodes = int(cfg.eval.episodes or tcfg.get("eval_episodes", 5))
+    if eval_kwargs:
+        from schedgym.agents.train import match_padding
+
+        eval_kwargs = match_padding(tcfg.env_id, {"generator": generator, **env_kwargs}, eval_kwargs)
+    eval_fn = (lambda p: greedy_metrics(p, tcfg.env_id, eval_kwargs, episodes)) if eval_kwargs else None
+    writer = None
+    if cfg.logger.kind in ("wandb", "tensorboard"):
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb" / f"{cfg.name}_1"))
+
+    def log_fn(stats: dict, it: int) -> None:
+        if writer is not None:
+            for k, v in stats.items():
+                writer.add_scalar(k, v, it)
+
+    summary = train_self_labeling(
+        policy=policy, env_id=tcfg.env_id, env_kwargs=env_kwargs, generator=generator, out_dir=out_dir,
+        iterations=int(algo.iterations), samples=int(algo.samples), learning_rate=float(algo.learning_rate),
+        batch_size=int(algo.batch_size), objective=metric, seed=int(cfg.seed), eval_fn=eval_fn,
+        eval_every=int(algo.eval_every), log_fn=log_fn, progress_bar=bool(cfg.progress_bar),
+        ckpt_meta={"name": cfg.agent.name, "seed": int(cfg.seed)},
+    )
+    if writer is not None:
+        writer.close()
+    summary["timesteps"] = summary["iterations"]
+    return summary
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from schedgym.agents.train import set_threads, train
@@ -66,26 +110,29 @@ def main(cfg: DictConfig) -> float:
     policy_kwargs = OmegaConf.to_container(agent.policy_kwargs, resolve=True)
     if "features_extractor_class" in policy_kwargs:
         policy_kwargs["features_extractor_class"] = hydra.utils.get_class(policy_kwargs["features_extractor_class"])
-    summary = train(
-        env_id=tcfg.env_id,
-        env_kwargs=env_kwargs,
-        policy_class=hydra.utils.get_class(agent.policy_class),
-        policy_kwargs=policy_kwargs,
-        algo_kwargs=OmegaConf.to_container(agent.algo, resolve=True),
-        total_timesteps=int(cfg.total_timesteps),
-        out_dir=out_dir,
-        seed=int(cfg.seed),
-        n_envs=int(cfg.n_envs),
-        eval_env_kwargs=eval_kwargs,
-        eval_every=int(cfg.eval.every),
-        eval_episodes=int(cfg.eval.episodes or tcfg.get("eval_episodes", 5)),
-        checkpoint_every=int(cfg.checkpoint_every),
-        resume=bool(cfg.resume),
-        progress_bar=bool(cfg.progress_bar),
-        tensorboard=cfg.logger.kind in ("wandb", "tensorboard"),
-        device=str(cfg.device),
-        name=str(cfg.name),
-    )
+    if agent.get("algorithm", "ppo") == "self_labeling":
+        summary = _self_labeling(cfg, out_dir, env_kwargs, eval_kwargs, policy_kwargs)
+    else:
+        summary = train(
+            env_id=tcfg.env_id,
+            env_kwargs=env_kwargs,
+            policy_class=hydra.utils.get_class(agent.policy_class),
+            policy_kwargs=policy_kwargs,
+            algo_kwargs=OmegaConf.to_container(agent.algo, resolve=True),
+            total_timesteps=int(cfg.total_timesteps),
+            out_dir=out_dir,
+            seed=int(cfg.seed),
+            n_envs=int(cfg.n_envs),
+            eval_env_kwargs=eval_kwargs,
+            eval_every=int(cfg.eval.every),
+            eval_episodes=int(cfg.eval.episodes or tcfg.get("eval_episodes", 5)),
+            checkpoint_every=int(cfg.checkpoint_every),
+            resume=bool(cfg.resume),
+            progress_bar=bool(cfg.progress_bar),
+            tensorboard=cfg.logger.kind in ("wandb", "tensorboard"),
+            device=str(cfg.device),
+            name=str(cfg.name),
+        )
     metric = tcfg.get("eval_metric")
     final = summary["eval_history"][-1] if summary["eval_history"] else {}
     if run is not None:
@@ -93,7 +140,8 @@ def main(cfg: DictConfig) -> float:
             run.summary.update({f"eval/{k}": v for k, v in final.items()})
         run.save(str(out_dir / "policy.pt"), base_path=str(out_dir), policy="now")
         run.finish()
-    print(f"trained {summary['timesteps']} steps; policy checkpoint: {summary['policy']}")
+    unit = "iterations" if agent.get("algorithm", "ppo") == "self_labeling" else "steps"
+    print(f"trained {summary['timesteps']} {unit}; policy checkpoint: {summary['policy']}")
     if final:
         print("last evaluation: " + ", ".join(f"{k}={v:.3f}" for k, v in final.items()))
     return float(final.get(metric, float("nan"))) if metric else float("nan")

@@ -54,6 +54,7 @@ class Domain:
 #: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).
 DOMAINS: dict[str, str] = {
     "jobshop": "schedgym.envs.jobshop.domain:DOMAIN",
+    "llmserve": "schedgym.envs.llmserve.domain:DOMAIN",
     "gpudag": "schedgym.envs.gpudag.domain:DOMAIN",
     "vmsched": "schedgym.envs.vmsched.domain:DOMAIN",
 }
