@@ -36,9 +36,11 @@ class PointerHeads(nn.Module):
         self.hidden_dim = hidden_dim
 
     def _split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the number of actions is read from the input, so one module serves any padded size
         B = features.shape[0]
-        a = features[:, : self.n_actions * self.per_action_dim].reshape(B, self.n_actions, self.per_action_dim)
-        g = features[:, self.n_actions * self.per_action_dim:]
+        n_actions = (features.shape[1] - self.graph_dim) // self.per_action_dim
+        a = features[:, : n_actions * self.per_action_dim].reshape(B, n_actions, self.per_action_dim)
+        g = features[:, n_actions * self.per_action_dim:]
         return a, g
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,23 @@ def sample_solutions(policy, envs: list[gym.Env], instance: Any, seed: int, gene
     return values[best], traj_obs[best], traj_mask[best], traj_act[best], values
 
 
+def policy_episode(agent: Any, env: gym.Env, instance: Any, seed: int, objective: str):
+    """One episode of a baseline policy (``reset(env)``/``act``) recorded like :func:`sample_solutions`."""
+    obs, info = env.reset(seed=seed, options={"instance": instance})
+    agent.reset(env)
+    t_obs, t_mask, t_act = [], [], []
+    done = False
+    while not done:
+        a = int(agent.act(obs, info))
+        t_obs.append(obs)
+        t_mask.append(np.asarray(info["action_mask"], dtype=bool))
+        t_act.append(a)
+        obs, _, term, trunc, info = env.step(a)
+        done = term or trunc
+    val = float(info["metrics"][objective]) if "metrics" in info else math.inf
+    return val, t_obs, t_mask, t_act
+
+
 def train_self_labeling(
     *,
     policy,
@@ -86,8 +103,13 @@ def train_self_labeling(
     log_fn: Callable[[dict[str, float], int], None] | None = None,
     progress_bar: bool = False,
     ckpt_meta: dict[str, Any] | None = None,
+    label_policies: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``policy`` (a MaskableActorCriticPolicy) by self-labeling; returns a summary.
+
+    ``label_policies`` (for example dispatching rules) also solve every training instance, and the
+    best of their solutions and the policy's samples is the label: training starts from labels at
+    least as good as the best rule instead of from random ones.
 
     Saves ``policy.pt`` (last) and ``best_policy.pt`` (best ``eval_fn`` objective) in ``out_dir``.
     ``eval_fn(policy) -> dict`` must contain ``objective``; lower is better.
@@ -111,8 +133,13 @@ def train_self_labeling(
     for it in iterator:
         instance = generator(rng)
         policy.set_training_mode(False)
-        best_val, b_obs, b_mask, b_act, vals = sample_solutions(policy, envs, instance, int(rng.integers(1 << 30)),
-                                                                gen, objective)
+        ep_seed = int(rng.integers(1 << 30))
+        best_val, b_obs, b_mask, b_act, vals = sample_solutions(policy, envs, instance, ep_seed, gen, objective)
+        sampled_best = best_val
+        for agent in label_policies or []:
+            r_val, r_obs, r_mask, r_act = policy_episode(agent, envs[0], instance, ep_seed, objective)
+            if r_val < best_val:
+                best_val, b_obs, b_mask, b_act = r_val, r_obs, r_mask, r_act
         policy.set_training_mode(True)
         order = rng.permutation(len(b_act))
         losses = []
@@ -129,6 +156,7 @@ def train_self_labeling(
             opt.step()
             losses.append(float(loss.detach()))
         stats = {"train/loss": float(np.mean(losses)), "train/best_objective": best_val,
+                 "train/sampled_best_objective": sampled_best,
                  "train/mean_objective": float(np.mean([v for v in vals if math.isfinite(v)])),
                  "time/elapsed_s": time.perf_counter() - t0}
         if eval_fn is not None and (it % eval_every == 0 or it == iterations):

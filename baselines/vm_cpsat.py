@@ -190,7 +190,8 @@ def solve_placement(
             new_pm[v], new_numa[v] = p, n
     frag = int(sum(solver.Value(r) for r in r_vars))
     moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
-    bound = float(solver.BestObjectiveBound()) / w
+    # objective = w * frag + moved with moved <= mnl < w: floor(bound / w) bounds the fragment cores
+    bound = float(np.floor(solver.BestObjectiveBound() / w + 1e-9))
     return SubResult(new_pm, new_numa, frag, moved, "optimal" if status == cp_model.OPTIMAL else "feasible",
                      bound)
 

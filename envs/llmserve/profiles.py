@@ -191,7 +191,7 @@ class LatencyModel:
         tok = _interp_extrap(n8, t.tokens.astype(float), t.token_ms.astype(float))
         kvs = _interp_extrap(n, t.kv_save_tokens.astype(float), t.kv_save_ms.astype(float))
         per_layer = tok + kvs
-        if self.tp > 1:
+        if self.tp > 1 and not t.meta.get("allreduce_in_ops"):
             if len(t.allreduce_tokens) == 0:
                 raise InstanceFormatError(str(t.meta.get("source", "profile")),
                                           f"tensor parallel degree {self.tp} but no all_reduce table",
@@ -463,7 +463,10 @@ def load_llmservingsim(tp_dir: str | Path, model: ModelConfig, tp: int = 1, devi
                       decode_bs=d_bs, decode_kv=d_kv, decode_ms=d_us * 1e-3, prefill_chunk=p_c,
                       prefill_kv=p_kv, prefill_ms=p_us * 1e-3,
                       meta={"format": "llmservingsim", "device": device, "model": model.name, "tp": tp,
-                            "source": str(tp_dir), "attention_backend": "vLLM (measured)", "notes": notes})
+                            "source": str(tp_dir), "attention_backend": "vLLM (measured)", "notes": notes,
+                            # vLLM's RowParallelLinear (o_proj, down_proj) runs the all-reduce inside the
+                            # timed module, so the tp>1 tables already include it
+                            "allreduce_in_ops": tp > 1})
     if it_us is not None:
         t.iter_tokens, t.iter_ms = piv.index.to_numpy(np.int64), it_us.to_numpy() * 1e-3
     ps = tp_dir / "per_sequence.csv"
