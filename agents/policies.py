@@ -98,3 +98,16 @@ class GraphPointerPolicy(MaskableActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data["head_hidden_dim"] = self.head_hidden_dim
         return data
+
+
+def masked_logits(policy: MaskableActorCriticPolicy, obs: dict[str, torch.Tensor], masks) -> torch.Tensor:
+    """(B, A) action logits with invalid actions at -1e8.
+
+    Unlike ``policy.get_distribution`` this does not check the action count against the policy's
+    action space, so a :class:`GraphPointerPolicy` scores any padded size with the same module.
+    """
+    features = policy.extract_features(obs, policy.pi_features_extractor)
+    latent = policy.mlp_extractor.forward_actor(features)
+    logits = policy.action_net(latent)
+    m = torch.as_tensor(masks, dtype=torch.bool, device=logits.device).reshape(logits.shape)
+    return torch.where(m, logits, torch.full_like(logits, -1e8))

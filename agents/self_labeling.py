@@ -22,6 +22,7 @@ import torch
 
 import schedgym  # noqa: F401
 from schedgym.agents.checkpoint import save_policy
+from schedgym.agents.policies import masked_logits
 
 
 def _stack(obs_list: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -46,7 +47,7 @@ def sample_solutions(policy, envs: list[gym.Env], instance: Any, seed: int, gene
     while alive:
         masks = np.stack([np.asarray(infos[i]["action_mask"], dtype=bool) for i in alive])
         with torch.no_grad():
-            logits = policy.get_distribution(_stack([obs[i] for i in alive]), action_masks=masks).distribution.logits
+            logits = masked_logits(policy, _stack([obs[i] for i in alive]), masks)
             acts = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
             if greedy_first and alive[0] == 0:
                 acts[0] = torch.argmax(logits[0])
@@ -147,7 +148,7 @@ def train_self_labeling(
             idx = order[s:s + batch_size]
             obs_t = _stack([b_obs[i] for i in idx])
             masks = np.stack([b_mask[i] for i in idx])
-            logits = policy.get_distribution(obs_t, action_masks=masks).distribution.logits
+            logits = masked_logits(policy, obs_t, masks)
             target = torch.as_tensor([b_act[i] for i in idx])
             loss = torch.nn.functional.cross_entropy(logits, target)
             opt.zero_grad()
@@ -187,7 +188,7 @@ def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: in
         while not done:
             with torch.no_grad():
                 mask = np.asarray(info["action_mask"], dtype=bool)
-                logits = policy.get_distribution(_stack([obs]), action_masks=mask[None]).distribution.logits[0]
+                logits = masked_logits(policy, _stack([obs]), mask[None])[0]
             obs, _, term, trunc, info = env.step(int(torch.argmax(logits)))
             done = term or trunc
         for k, v in info.get("metrics", {}).items():

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from schedgym.agents.checkpoint import load_policy, read_checkpoint, resolve_checkpoint
+from schedgym.agents.policies import masked_logits
 
 
 def _obs_to_tensor(obs: dict[str, np.ndarray] | list[dict[str, np.ndarray]], device: str = "cpu"):
@@ -65,8 +66,7 @@ class TrainedPolicy:
     @torch.no_grad()
     def logits(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> torch.Tensor:
         """Masked action logits (B=1) of the policy for ``obs``."""
-        dist = self._policy.get_distribution(_obs_to_tensor(obs, self.device), action_masks=mask[None])
-        return dist.distribution.logits[0]
+        return masked_logits(self._policy, _obs_to_tensor(obs, self.device), mask[None])[0]
 
     def act(self, obs: dict[str, np.ndarray], info: dict) -> int:
         mask = np.asarray(info.get("action_mask", obs["action_mask"]), dtype=bool)
@@ -114,8 +114,7 @@ class SampledPolicySolver:
             while alive:
                 with torch.no_grad():
                     masks = np.stack([np.asarray(infos[i]["action_mask"], dtype=bool) for i in alive])
-                    dist = policy.get_distribution(_obs_to_tensor([obs[i] for i in alive]), action_masks=masks)
-                    logits = dist.distribution.logits
+                    logits = masked_logits(policy, _obs_to_tensor([obs[i] for i in alive]), masks)
                     sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
                     if done_samples == 0:
                         sampled[0] = torch.argmax(logits[0])  # the first episode is the greedy one

@@ -8,8 +8,15 @@ import pytest
 
 from schedgym.envs.core.errors import InstanceFormatError
 from schedgym.envs.llmserve.configs import load_model
-from schedgym.envs.llmserve.profiles import (TOKEN_OPS, LatencyModel, ProfileTables, load_llmservingsim,
-                                             load_profile, load_vidur, shipped_profiles)
+from schedgym.envs.llmserve.profiles import (
+    TOKEN_OPS,
+    LatencyModel,
+    ProfileTables,
+    load_llmservingsim,
+    load_profile,
+    load_vidur,
+    shipped_profiles,
+)
 
 MODEL = load_model("llama2-7b")
 

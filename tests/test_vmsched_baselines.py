@@ -1,7 +1,6 @@
 """VM rescheduling baselines: every plan passes the independent validator (hypothesis clusters), the
 full CP-SAT model matches brute force on tiny instances, and the solvers improve real-size ones."""
 
-import itertools
 
 import gymnasium as gym
 import numpy as np

@@ -9,8 +9,15 @@ from vmsched_helpers import tiny_instance
 
 from schedgym.envs.core.errors import InfeasibleSolution, InstanceFormatError, UnknownNameError
 from schedgym.envs.vmsched.generator import VMClusterGenerator
-from schedgym.envs.vmsched.instances import (generate, instance_sets, load_instance, parse_snapshot,
-                                             read_snapshot, resolve_instances, snapshot_dict)
+from schedgym.envs.vmsched.instances import (
+    generate,
+    instance_sets,
+    load_instance,
+    parse_snapshot,
+    read_snapshot,
+    resolve_instances,
+    snapshot_dict,
+)
 from schedgym.envs.vmsched.metrics import metrics
 from schedgym.envs.vmsched.state import VMState
 from schedgym.envs.vmsched.types import VMSolution, fragment_rate

@@ -35,6 +35,8 @@ class Domain:
         table_metrics: metric columns shown in printed tables (all metrics go to CSV).
         objective: the metric a search over solutions minimises (best-of-k sampling); empty means
             ``primary_metric``.
+        render_solution: ``render_solution(instance, solution) -> (H, W, 3) uint8`` picture of a
+            complete solution (Gantt chart, placement), for leaderboard plots; None if unavailable.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Domain:
     lower_is_better: bool = True
     table_metrics: tuple[str, ...] = field(default_factory=tuple)
     objective: str = ""
+    render_solution: Callable[[Any, Any], Any] | None = None
 
 
 #: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).

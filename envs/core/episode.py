@@ -83,6 +83,8 @@ def run_episode(
             res.status = status
         else:
             env = domain.make_env(instance, **(env_kwargs or {}))
+            if env.spec is not None:
+                res.env_id = env.spec.id
             obs, info = env.reset(seed=seed, options={"instance": instance})
             agent.reset(env)
             done = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 import gymnasium as gym
 
 from schedgym.envs.core.domain import Domain
@@ -15,6 +17,13 @@ from schedgym.envs.jobshop.validate import validate
 
 def env_id_of(instance: JobShopInstance) -> str:
     return "schedgym/FlexibleJobShop-v0" if instance.is_flexible else "schedgym/JobShop-v0"
+
+
+def render_solution(instance: JobShopInstance, solution) -> "np.ndarray":
+    """Gantt chart of a complete schedule."""
+    from schedgym.envs.jobshop.viewer import gantt_rgb
+
+    return gantt_rgb(instance, solution.start, solution.machine)
 
 
 def make_env(instance: JobShopInstance, **env_kwargs: Any) -> gym.Env:
@@ -37,4 +46,5 @@ DOMAIN = Domain(
     lower_is_better=True,
     table_metrics=("makespan", "gap_to_bks_pct"),
     objective="makespan",
+    render_solution=render_solution,
 )

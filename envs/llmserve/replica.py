@@ -113,7 +113,7 @@ class Replica:
         self.num_blocks = int(num_blocks)
         self.bs = spec.block_size
         self.watermark = int(spec.watermark_fraction * self.num_blocks)
-        self.cap = spec.batch_cap // max(1, spec.pp) if spec.scheduler != "orca" else spec.batch_cap
+        self.cap = spec.batch_cap  # one micro-batch in flight (no pipelining across stages)
         self.kind = spec.scheduler
         self.max_blocks_seq = -(-max_request_tokens // self.bs)
         model, dev = load_model(spec.model), load_device(spec.device)

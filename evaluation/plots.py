@@ -1,0 +1,177 @@
+"""Leaderboard plots (PNG, matplotlib Agg). Each domain has its plot functions; a plot that fails is
+reported and skipped, it never stops a run.
+
+* job-shop: mean gap by Taillard size per policy (published rows dashed);
+* GPU DAG: SLR against CCR per policy;
+* VM rescheduling: fragment rate against migrations per policy;
+* LLM serving: TTFT and TPOT CDFs and goodput against load;
+* every domain: a Gantt-style picture of the best policy's solution on one instance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schedgym.envs.core.render import new_figure
+
+PlotFn = Callable[[list[dict[str, Any]], list[dict[str, Any]], Path], list[Path]]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _mean_by(rows: list[dict[str, Any]], key: Callable[[dict], Any], metric: str) -> dict[tuple[str, Any], float]:
+    acc: dict[tuple[str, Any], list[float]] = {}
+    for r in rows:
+        v = r["metrics"].get(metric)
+        k = key(r)
+        if v is None or k is None or not math.isfinite(float(v)):
+            continue
+        acc.setdefault((r["policy"], k), []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def jobshop_gap_by_size(rows, published, out: Path) -> list[Path]:
+    sizes = ["15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20"]
+    rows = [r for r in rows if r["domain"] == "jobshop" and r["instance_set"].startswith("taillard_")]
+    if not rows:
+        return []
+    means = _mean_by(rows, lambda r: r["instance_set"].split("_", 1)[1], "gap_to_bks_pct")
+    present = [s for s in sizes if any(k[1] == s for k in means)]
+    fig = new_figure(8, 4.5, dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for policy in sorted({k[0] for k in means}):
+        ys = [means.get((policy, s), np.nan) for s in present]
+        ax.plot(present, ys, marker="o", label=policy)
+    pub: dict[str, dict[str, float]] = {}
+    for p in published:
+        if p["domain"] == "jobshop" and p["instance_set"].startswith("taillard_"):
+            pub.setdefault(p["policy"], {})[p["instance_set"].split("_", 1)[1]] = p["value"]
+    for policy, vals in pub.items():
+        ax.plot(present, [vals.get(s, np.nan) for s in present], ls="--", alpha=0.6, label=f"{policy} (reported)")
+    ax.set_xlabel("Taillard size (jobs x machines)")
+    ax.set_ylabel("mean gap to best known (%)")
+    ax.set_title("Job-shop: mean gap by Taillard size")
+    ax.legend(fontsize=7, ncol=2)
+    return [_save(fig, out / "jobshop_gap_by_size.png")]
+
+
+def gpudag_slr_vs_ccr(rows, published, out: Path) -> list[Path]:
+    rows = [r for r in rows if r["domain"] == "gpudag"]
+
+    def ccr(r):
+        m = re.search(r"-ccr([0-9.]+)", r["instance"])
+        return float(m.group(1)) if m else None
+
+    means = _mean_by(rows, ccr, "slr")
+    if not means:
+        return []
+    fig = new_figure(7, 4.5, dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for policy in sorted({k[0] for k in means}):
+        pts = sorted((c, v) for (p, c), v in means.items() if p == policy)
+        ax.plot([c for c, _ in pts], [v for _, v in pts], marker="o", label=policy)
+    ax.set_xscale("log")
+    ax.set_xlabel("communication-to-computation ratio (CCR)")
+    ax.set_ylabel("mean SLR")
+    ax.set_title("GPU DAG: schedule length ratio against CCR")
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "gpudag_slr_vs_ccr.png")]
+
+
+PLOTS: dict[str, list[PlotFn]] = {
+    "jobshop": [jobshop_gap_by_size],
+    "gpudag": [gpudag_slr_vs_ccr],
+}
+
+
+def register_plot(domain: str, fn: PlotFn) -> None:
+    PLOTS.setdefault(domain, []).append(fn)
+
+
+def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, dict[str, Any]], out: Path
+                          ) -> list[Path]:
+    """Re-run the best policy of each domain (by primary metric) on its first instance and save the
+    env's rgb_array rendering of the finished episode (solvers: their solution replayed)."""
+    from schedgym.envs.core.domain import get_domain
+    from schedgym.evaluation.runners import _agent
+
+    paths = []
+    for dom_name in sorted({r["domain"] for r in rows}):
+        domain = get_domain(dom_name)
+        ok = [r for r in rows if r["domain"] == dom_name and r["metrics"] and r["status"] not in ("failed", "invalid")]
+        if not ok:
+            continue
+        by_policy: dict[str, list[float]] = {}
+        for r in ok:
+            v = r["metrics"].get(domain.primary_metric)
+            if v is not None and math.isfinite(float(v)):
+                by_policy.setdefault(r["policy"], []).append(float(v))
+        if not by_policy:
+            continue
+        best = (min if domain.lower_is_better else max)(by_policy, key=lambda p: np.mean(by_policy[p]))
+        row = next(r for r in ok if r["policy"] == best)
+        task = tasks_by_key.get(row["key"])
+        if task is None:
+            continue
+        try:
+            img = render_task(domain, task, _agent(task))
+        except Exception:  # noqa: BLE001
+            print(f"[plots] {dom_name}: could not render the best policy's solution:\n{traceback.format_exc(limit=3)}")
+            continue
+        if img is None:
+            continue
+        import matplotlib.image
+
+        path = out / f"{dom_name}_best_{re.sub(r'[^A-Za-z0-9_.-]', '_', best)}.png"
+        matplotlib.image.imsave(path, img)
+        paths.append(path)
+    return paths
+
+
+def render_task(domain, task: dict[str, Any], agent: Any) -> np.ndarray | None:
+    """Run the task's episode with render_mode rgb_array and return the last frame."""
+    from schedgym.envs.core.episode import is_solver
+
+    instance = domain.load(task["instance"])
+    env_kwargs = {k: v for k, v in task["env_kwargs"].items() if v is not None}
+    if "scheme" in task["env_kwargs"] and task["env_kwargs"]["scheme"] is None:
+        env_kwargs["scheme"] = getattr(agent, "scheme", "active")
+    if is_solver(agent):
+        if domain.render_solution is None:
+            return None
+        sol = agent.solve(instance, task["time_limit_s"])
+        return domain.render_solution(instance, sol)
+    env = domain.make_env(instance, render_mode="rgb_array", **env_kwargs)
+    obs, info = env.reset(seed=task["seed"], options={"instance": instance})
+    agent.reset(env)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(agent.act(obs, info))
+        done = term or trunc
+    return env.render()
+
+
+def make_plots(rows: list[dict[str, Any]], published: list[dict[str, Any]], out: Path,
+               tasks_by_key: dict[str, dict[str, Any]] | None = None, pictures: bool = True) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for dom_name in sorted({r["domain"] for r in rows}):
+        for fn in PLOTS.get(dom_name, []):
+            try:
+                paths += fn(rows, published, out)
+            except Exception:  # noqa: BLE001
+                print(f"[plots] {fn.__name__} failed:\n{traceback.format_exc(limit=3)}")
+    if pictures and tasks_by_key:
+        paths += best_solution_picture(rows, tasks_by_key, out)
+    return paths

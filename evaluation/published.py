@@ -1,0 +1,52 @@
+"""Published results shown beside ours, marked "reported, not run" and never aggregated with ours.
+
+Each entry: domain, instance set (our name for the same benchmark set), policy, metric, value,
+citation, and a note on the conditions. Figures are copied from the papers as quoted in
+``shared/DESIGN.md`` and the issues; nothing here is computed by schedgym.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TAILLARD_SETS = ["taillard_15x15", "taillard_20x15", "taillard_20x20", "taillard_30x15", "taillard_30x20",
+                  "taillard_50x15", "taillard_50x20", "taillard_100x20"]
+
+_JOBSHOP_GAPS = {
+    # policy: (citation, note, gaps by size in _TAILLARD_SETS order), mean gap % to best known, greedy
+    "L2D": ("Zhang et al., NeurIPS 2020 (as reported by Corsini et al., NeurIPS 2024)", "greedy",
+            [26.0, 30.0, 31.6, 33.0, 33.6, 22.4, 26.5, 13.6]),
+    "ScheduleNet": ("Park et al., 2021 (as reported by Corsini et al., NeurIPS 2024)", "greedy",
+                    [15.3, 19.4, 17.2, 19.1, 23.7, 13.9, 13.5, 6.7]),
+    "SPN (self-labeling)": ("Corsini et al., NeurIPS 2024", "greedy", [13.8, 15.0, 15.2, 17.1, 18.5, 10.1, 11.6, 5.9]),
+    "SPN (self-labeling) x512": ("Corsini et al., NeurIPS 2024", "best of 512 samples",
+                                 [6.5, 8.8, 9.0, 10.6, 12.7, 4.9, 7.6, 2.1]),
+    "MWKR (published)": ("Corsini et al., NeurIPS 2024", "non-delay dispatching rule",
+                         [19.1, 23.3, 21.8, 24.1, 24.8, 16.5, 17.8, 8.3]),
+}
+
+_VMR2L = {
+    # final fragment rate, VMR2L's medium data set (279 PMs, 2,089 VMs), MNL 50, initial FR about 0.555
+    "MIP (VMR2L paper)": (0.285, "about 50 min"),
+    "VMR2L": (0.295, "about 3 s on a GPU"),
+    "POP": (0.345, ""),
+    "NeuPlan": (0.358, ""),
+    "MCTS": (0.378, ""),
+    "GA": (0.387, ""),
+    "alpha-VBPP": (0.387, ""),
+    "Decima": (0.448, ""),
+}
+
+
+def published_rows() -> list[dict[str, Any]]:
+    """All reported rows as dicts with keys domain, instance_set, policy, metric, value, citation, note."""
+    rows: list[dict[str, Any]] = []
+    for policy, (cite, note, gaps) in _JOBSHOP_GAPS.items():
+        for set_name, gap in zip(_TAILLARD_SETS, gaps, strict=True):
+            rows.append({"domain": "jobshop", "instance_set": set_name, "policy": policy, "metric": "gap_to_bks_pct",
+                         "value": gap, "citation": cite, "note": note})
+    for policy, (fr, note) in _VMR2L.items():
+        rows.append({"domain": "vmsched", "instance_set": "vmr2l_medium (their data, not shipped)", "policy": policy,
+                     "metric": "fragment_rate", "value": fr, "citation": "VMR2L, EuroSys 2025",
+                     "note": ("MNL 50; " + note).strip("; ")})
+    return rows

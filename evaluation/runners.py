@@ -1,0 +1,133 @@
+"""Runners execute tasks (see :mod:`schedgym.evaluation.suite`) and yield result rows as they finish.
+
+* ``serial``: in this process (debugging).
+* ``process`` (default): a local process pool (``spawn``: safe with torch), ``workers`` processes.
+* ``ray``: Ray tasks on a local Ray instance, or on an existing cluster when ``address`` (or the
+  ``RAY_ADDRESS`` environment variable) is given. Ray is the optional ``[ray]`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import traceback
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+_AGENTS: dict[str, Any] = {}
+
+
+@lru_cache(maxsize=1)
+def provenance() -> tuple[str, str]:
+    """(package version, git commit or 'unknown')."""
+    from schedgym import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return __version__, commit
+
+
+def _agent(task: dict[str, Any]) -> Any:
+    """The task's policy or solver, built once per process and config."""
+    import hydra
+
+    key = task["config_hash"] + task["policy"]
+    if key not in _AGENTS:
+        _AGENTS[key] = hydra.utils.instantiate(task["policy_cfg"], _convert_="all")
+    return _AGENTS[key]
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one episode; never raises (a crash becomes a ``failed`` row with its traceback)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from schedgym.envs.core.domain import get_domain
+    from schedgym.envs.core.episode import EpisodeResult, is_solver, run_episode
+
+    version, commit = provenance()
+    base = {k: task[k] for k in ("key", "suite", "domain", "instance_set", "instance", "policy", "seed",
+                                 "config_hash")}
+    base.update(version=version, git_commit=commit)
+    try:
+        domain = get_domain(task["domain"])
+        agent = _agent(task)
+        if hasattr(agent, "reset_seed"):
+            agent.reset_seed(task["seed"])
+        instance = domain.load(task["instance"])
+        env_kwargs = dict(task["env_kwargs"])
+        if "scheme" in env_kwargs and env_kwargs["scheme"] is None:
+            env_kwargs["scheme"] = getattr(agent, "scheme", "active")
+        env_kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
+        res = run_episode(domain, instance, agent, seed=task["seed"], suite=task["instance_set"],
+                          env_kwargs=env_kwargs, time_limit_s=task["time_limit_s"] if is_solver(agent) else None)
+    except Exception:  # noqa: BLE001 - bad config or load error: the cell fails, the run goes on
+        res = EpisodeResult(env_id="", suite=task["instance_set"], instance=task["instance"], policy=task["policy"],
+                            seed=task["seed"], status="failed", error=traceback.format_exc(limit=8))
+    base.update(env_id=res.env_id, status=res.status, error=res.error, wall_time_s=res.wall_time_s,
+                steps=res.steps, metrics=res.metrics)
+    return base
+
+
+def run_serial(tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for t in tasks:
+        yield run_task(t)
+
+
+def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) -> Iterator[dict[str, Any]]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(tasks) <= 1:
+        yield from run_serial(tasks)
+        return
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(run_task, t) for t in tasks]
+        for f in as_completed(futures):
+            yield f.result()
+
+
+def run_ray(tasks: list[dict[str, Any]], address: str | None = None, num_cpus: int | None = None
+            ) -> Iterator[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("runner=ray needs Ray: pip install -e '.[ray]'") from exc
+    address = address or os.environ.get("RAY_ADDRESS")
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, ignore_reinit_error=True)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True)
+        started = True
+    remote = ray.remote(num_cpus=1)(run_task)
+    pending = [remote.remote(t) for t in tasks]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_tasks(tasks: list[dict[str, Any]], runner: str = "process", workers: int | None = None,
+              address: str | None = None) -> Iterator[dict[str, Any]]:
+    """Dispatch to a runner by name: ``serial``, ``process`` or ``ray``."""
+    if runner == "serial":
+        return run_serial(tasks)
+    if runner == "process":
+        return run_process_pool(tasks, workers)
+    if runner == "ray":
+        return run_ray(tasks, address=address, num_cpus=workers)
+    from schedgym.envs.core.errors import UnknownNameError
+
+    raise UnknownNameError("runner", runner, ["serial", "process", "ray"])

@@ -1,0 +1,118 @@
+"""Suites: which (environment, instance set, policy, seed) cells a leaderboard runs.
+
+A suite config (``conf/suite/*.yaml``) is a list of cells::
+
+    cells:
+      - env: jobshop                    # a config in conf/env/
+        instances: [taillard_15x15]     # instance sets of that domain, one table each; a nested
+                                        # list of names ([[ft06, la01]]) is one table
+        policies: [spt, mwkr, {name: ppo_gnn, label: ppo_gnn_x16, overrides: {samples: 16}}]
+        seeds: [0]
+        time_limit_s: 10                # solvers, seconds per instance
+
+:func:`expand_suite` turns it into tasks: plain dicts (picklable, for process pools and Ray), one
+per episode, each with a key that hashes everything that determines its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from schedgym.envs.core.domain import get_domain
+from schedgym.envs.core.errors import UnknownNameError
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def policy_names(conf_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / "policy").glob("*.yaml"))
+
+
+def load_policy_cfg(conf_dir: Path, name: str, overrides: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(policy config, env kwargs it sets) of ``conf/policy/<name>.yaml`` with ``overrides`` merged.
+
+    Policy files in the global package (``# @package _global_``, with ``policy:`` and
+    ``env: kwargs:`` sections) may set env options, e.g. the LLM env's mode.
+    """
+    path = conf_dir / "policy" / f"{name}.yaml"
+    if not path.exists():
+        raise UnknownNameError("policy", name, policy_names(conf_dir))
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    env_kwargs: dict[str, Any] = {}
+    if "@package _global_" in path.read_text().splitlines()[0]:
+        env_kwargs = dict((cfg.get("env") or {}).get("kwargs") or {})
+        cfg = cfg["policy"]
+    if overrides:
+        cfg = OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
+    return cfg, env_kwargs
+
+
+def load_env_cfg(conf_dir: Path, name: str) -> dict[str, Any]:
+    path = conf_dir / "env" / f"{name}.yaml"
+    if not path.exists():
+        raise UnknownNameError("env config", name, sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")))
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def _set_spec(conf_dir: Path, name: str) -> list[str]:
+    """The ``spec`` list of ``conf/instances/<name>.yaml`` or ``conf/workload/<name>.yaml``, else ``[name]``."""
+    for group in ("instances", "workload"):
+        path = conf_dir / group / f"{name}.yaml"
+        if path.exists():
+            return [str(x) for x in OmegaConf.load(path).spec]
+    return [name]
+
+
+def expand_suite(suite_cfg: dict[str, Any], conf_dir: str | Path) -> list[dict[str, Any]]:
+    """All episodes of a suite as task dicts; raises on unknown policies or instance sets."""
+    conf_dir = Path(conf_dir)
+    suite = str(suite_cfg.get("name", "suite"))
+    tasks: list[dict[str, Any]] = []
+    for cell in suite_cfg["cells"]:
+        env_cfg = load_env_cfg(conf_dir, cell["env"])
+        domain = get_domain(env_cfg["domain"])
+        env_kwargs = dict(env_cfg.get("kwargs") or {})
+        env_kwargs.update(cell.get("env_kwargs") or {})
+        sets = cell.get("instances") or cell.get("workload") or env_cfg.get("default_instances")
+        sets = [sets] if isinstance(sets, str) else list(sets)
+        policies = []
+        for p in cell["policies"]:
+            if isinstance(p, str):
+                p = {"name": p}
+            pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
+            policies.append((p.get("label", p["name"]), pcfg, p_env))
+        for set_spec in sets:
+            # a set of conf/instances or conf/workload, a name the domain resolves, or a list of
+            # instance names that forms one table
+            if isinstance(set_spec, list):
+                names = domain.resolve(list(set_spec))
+                set_spec = ",".join(str(x) for x in set_spec)
+            else:
+                names = domain.resolve(_set_spec(conf_dir, str(set_spec)))
+            for label, pcfg, p_env in policies:
+                for name in names:
+                    for seed in cell.get("seeds", [0]):
+                        task = {
+                            "suite": suite,
+                            "domain": domain.name,
+                            "env_config": cell["env"],
+                            "instance_set": str(set_spec),
+                            "instance": str(name),
+                            "policy": label,
+                            "policy_cfg": pcfg,
+                            "seed": int(seed),
+                            "env_kwargs": {**env_kwargs, **p_env},
+                            "time_limit_s": float(cell.get("time_limit_s", 10.0)),
+                        }
+                        task["config_hash"] = _hash({k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")})
+                        task["key"] = _hash({k: v for k, v in task.items() if k != "suite"})
+                        tasks.append(task)
+    return tasks
