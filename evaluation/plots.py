@@ -89,10 +89,70 @@ def gpudag_slr_vs_ccr(rows, published, out: Path) -> list[Path]:
     return [_save(fig, out / "gpudag_slr_vs_ccr.png")]
 
 
+def llmserve_goodput_vs_load(rows, published, out: Path) -> list[Path]:
+    rows = [r for r in rows if r["domain"] == "llmserve"]
+
+    def rate(r):
+        m = re.search(r"rate=([0-9.]+)", r["instance"])
+        return float(m.group(1)) if m else None
+
+    means = _mean_by(rows, rate, "goodput_rps")
+    rates = {k[1] for k in means}
+    if len(rates) < 2:
+        return []
+    fig = new_figure(7, 4.5, dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for policy in sorted({k[0] for k in means}):
+        pts = sorted((c, v) for (p, c), v in means.items() if p == policy)
+        if len(pts) > 1:
+            ax.plot([c for c, _ in pts], [v for _, v in pts], marker="o", label=policy)
+    ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel("goodput (requests/s meeting both SLOs)")
+    ax.set_title("LLM serving: goodput against load")
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "llmserve_goodput_vs_load.png")]
+
+
 PLOTS: dict[str, list[PlotFn]] = {
     "jobshop": [jobshop_gap_by_size],
     "gpudag": [gpudag_slr_vs_ccr],
+    "llmserve": [llmserve_goodput_vs_load],
 }
+
+
+def llmserve_latency_cdfs(rows, tasks_by_key, out: Path) -> list[Path]:
+    """TTFT and TPOT CDFs of every LLM policy on the first workload they all ran (re-run here)."""
+    from schedgym.envs.core.domain import get_domain
+    from schedgym.envs.llmserve.metrics import per_request
+    from schedgym.evaluation.runners import _agent
+
+    rows = [r for r in rows if r["domain"] == "llmserve" and r["status"] not in ("failed", "invalid")]
+    if not rows:
+        return []
+    domain = get_domain("llmserve")
+    first = sorted(r["instance"] for r in rows)[0]
+    fig = new_figure(10, 4, dpi=100)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for r in sorted((r for r in rows if r["instance"] == first), key=lambda r: r["policy"]):
+        task = tasks_by_key.get(r["key"])
+        if task is None:
+            continue
+        instance, sol = solve_task(domain, task, _agent(task))
+        pr = per_request(instance, sol)
+        for ax, key in ((ax1, "ttft_s"), (ax2, "tpot_s")):
+            x = np.sort(pr[key][np.isfinite(pr[key])])
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=r["policy"])
+    ax1.set_xlabel("time to first token (s)")
+    ax2.set_xlabel("time per output token (s)")
+    for ax in (ax1, ax2):
+        ax.set_ylabel("fraction of requests")
+        ax.legend(fontsize=7)
+    fig.suptitle(first, fontsize=8)
+    return [_save(fig, out / "llmserve_latency_cdfs.png")]
+
+
+#: plots that re-run episodes (they need the tasks), per domain
+RERUN_PLOTS: dict[str, list[Callable]] = {"llmserve": [llmserve_latency_cdfs]}
 
 
 def register_plot(domain: str, fn: PlotFn) -> None:
@@ -139,14 +199,36 @@ def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, di
     return paths
 
 
+def _env_kwargs(task: dict[str, Any], agent: Any) -> dict[str, Any]:
+    env_kwargs = {k: v for k, v in task["env_kwargs"].items() if v is not None}
+    if "scheme" in task["env_kwargs"] and task["env_kwargs"]["scheme"] is None:
+        env_kwargs["scheme"] = getattr(agent, "scheme", "active")
+    return env_kwargs
+
+
+def solve_task(domain, task: dict[str, Any], agent: Any) -> tuple[Any, Any]:
+    """(instance, solution) of the task's episode, re-run here."""
+    from schedgym.envs.core.episode import is_solver
+
+    instance = domain.load(task["instance"])
+    if is_solver(agent):
+        return instance, agent.solve(instance, task["time_limit_s"])
+    env = domain.make_env(instance, **_env_kwargs(task, agent))
+    obs, info = env.reset(seed=task["seed"], options={"instance": instance})
+    agent.reset(env)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(agent.act(obs, info))
+        done = term or trunc
+    return instance, info["solution"]
+
+
 def render_task(domain, task: dict[str, Any], agent: Any) -> np.ndarray | None:
     """Run the task's episode with render_mode rgb_array and return the last frame."""
     from schedgym.envs.core.episode import is_solver
 
     instance = domain.load(task["instance"])
-    env_kwargs = {k: v for k, v in task["env_kwargs"].items() if v is not None}
-    if "scheme" in task["env_kwargs"] and task["env_kwargs"]["scheme"] is None:
-        env_kwargs["scheme"] = getattr(agent, "scheme", "active")
+    env_kwargs = _env_kwargs(task, agent)
     if is_solver(agent):
         if domain.render_solution is None:
             return None
@@ -173,5 +255,11 @@ def make_plots(rows: list[dict[str, Any]], published: list[dict[str, Any]], out:
             except Exception:  # noqa: BLE001
                 print(f"[plots] {fn.__name__} failed:\n{traceback.format_exc(limit=3)}")
     if pictures and tasks_by_key:
+        for dom_name in sorted({r["domain"] for r in rows}):
+            for fn in RERUN_PLOTS.get(dom_name, []):
+                try:
+                    paths += fn(rows, tasks_by_key, out)
+                except Exception:  # noqa: BLE001
+                    print(f"[plots] {fn.__name__} failed:\n{traceback.format_exc(limit=3)}")
         paths += best_solution_picture(rows, tasks_by_key, out)
     return paths
