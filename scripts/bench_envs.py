@@ -31,6 +31,7 @@ Peers: ``pip install -e '.[bench]'``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import csv
 import os
 import sys
@@ -398,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU seconds per (tool, instance): stop after the episode that exceeds it "
                         "(at least one episode; default 6)")
     p.add_argument("--csv", type=str, default=None, help="also write the table to this CSV file")
+    p.add_argument("--domains", nargs="*", default=["gpudag", "vmsched"],
+                   help="other environments to time after the job-shop table (gpudag, vmsched; none: skip)")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
@@ -416,8 +419,54 @@ def main(argv: list[str] | None = None) -> int:
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {args.csv}")
+    for dom in args.domains:
+        print_dict_table(_domain_rows(dom, args.seed), f"{dom}: timings (see scripts/bench_{dom}.py for more)")
     ours_ok = all(r.ok for r in results if r.tool == SchedgymAdapter.name)
     return 0 if ours_ok else 1
+
+
+def _domain_rows(domain: str, seed: int) -> list[dict[str, Any]]:
+    """Speed rows of another domain, from its own bench script's ``bench_rows``."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / f"bench_{domain}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{domain}", path)
+    if spec is None or not path.exists():
+        raise SystemExit(f"--domains: no scripts/bench_{domain}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if domain == "gpudag":
+        return mod.bench_rows(episodes=10, seed=seed)
+    if domain == "vmsched":
+        return mod.bench_rows(episodes=10, resets=30, greedy_moves=30)
+    return mod.bench_rows()
+
+
+def print_dict_table(rows: list[dict[str, Any]], title: str) -> None:
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
+        return "" if v is None else str(v)
+
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print("  ".join(cols))
+        for r in rows:
+            print("  ".join(fmt(r.get(c)) for c in cols))
+        return
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[fmt(r.get(c)) for c in cols])
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

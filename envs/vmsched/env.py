@@ -223,6 +223,14 @@ class VMRescheduleEnv(gym.Env):
         self._ei[1, self._pe + 2 * vms] = first
         self._ei[1, self._pe + 2 * vms + 1] = st.vm_pm[vms] * 2 + 1
 
+    def _update_edge(self, v: int) -> None:
+        """:meth:`_update_edges` of one VM (after it moved)."""
+        st = self.state
+        p = int(st.vm_pm[v])
+        e = self._pe + 2 * v
+        self._ei[1, e] = 2 * p + (0 if st.span[v] == 2 else int(st.vm_numa[v]))
+        self._ei[1, e + 1] = 2 * p + 1
+
     # ------------------------------------------------------------------------------------------
     # actions
     # ------------------------------------------------------------------------------------------
@@ -287,9 +295,10 @@ class VMRescheduleEnv(gym.Env):
             pm, numa = divmod(a, 2)
             before = st.fragment_rate()
             v = self.selected
+            p0 = int(st.vm_pm[v])
             st.move(v, pm, numa)
-            self._xs = None
-            self._update_edges(np.array([v]))
+            self._update_features(v, p0, pm)
+            self._update_edge(v)
             reward = before - st.fragment_rate() - self.migration_cost
             self.phase = 0
             self.selected = -1
@@ -303,7 +312,8 @@ class VMRescheduleEnv(gym.Env):
     # observation and info
     # ------------------------------------------------------------------------------------------
     def _state_features(self) -> np.ndarray:
-        """Node features that depend on the placement only (cached until the next move)."""
+        """Node features that depend on the placement only; built at reset, then kept up to date
+        in place by :meth:`_update_features` after every move (never handed out: observations copy it)."""
         if self._xs is None:
             st = self.state
             P, g = st.P, st.g
@@ -320,6 +330,26 @@ class VMRescheduleEnv(gym.Env):
             self._xs = x
         return self._xs
 
+    def _update_features(self, v: int, p0: int, p: int) -> None:
+        """Refresh the rows of :meth:`_state_features` that the move of ``v`` from PM ``p0`` to PM
+        ``p`` changed: the NUMA nodes of both PMs, ``v``'s evacuation flag and the source deltas of
+        the VMs on both PMs (the same formulas as the full build, on those rows only)."""
+        if self._xs is None:
+            return
+        st = self.state
+        x, g = self._xs, st.g
+        rows = np.array([2 * p0, 2 * p0 + 1, 2 * p, 2 * p + 1]) if p != p0 else np.array([2 * p0, 2 * p0 + 1])
+        fc = st.free_c.ravel()[rows]
+        x[rows, 3] = fc / self.cpu_scale
+        x[rows, 4] = st.free_m.ravel()[rows] / self.mem_scale
+        x[rows, 5] = st.free_g.ravel()[rows] / self.gpu_scale
+        x[rows, 6] = (fc % g) / g * self._x[rows, 7]
+        x[rows, 9] = 1.0 - fc / self._cap[rows]
+        off = 2 * self.max_pms
+        x[off + v, 9] = st.pending[v]
+        aff = st.last_affected
+        x[off + aff, 11] = st.source_delta()[0][aff] / -g
+
     def _observation(self) -> dict[str, np.ndarray]:
         st = self.state
         P = st.P
@@ -330,7 +360,7 @@ class VMRescheduleEnv(gym.Env):
         mnl = max(1, st.mnl)
         glob = np.array([self.phase, st.migrations_left / mnl, st.fragment_rate(), self.initial_fr,
                          len(st.moves) / mnl, P / self.max_pms, st.V / max(1, self.max_vms),
-                         st.pending.sum() / mnl], dtype=np.float32)
+                         st.n_pending / mnl], dtype=np.float32)
         return {
             "x": x,
             "edge_index": self._ei.copy(),

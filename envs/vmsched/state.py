@@ -67,6 +67,8 @@ class VMState:
         out["cls"] = cls.reshape(-1).astype(np.int64)
         out["k_c"], out["k_m"], out["k_g"], out["k_span"] = (ukeys[:, i].astype(np.int64) for i in range(4))
         out["K"] = len(ukeys)
+        # per-class (cores, MB, GPUs, 2-NUMA) thresholds as Python values (incremental fit updates)
+        out["k_list"] = [(int(a), int(b), int(c), int(d) == 2) for a, b, c, d in ukeys.tolist()]
         # anti-affinity: group memberships per VM and the max number of targets a VM's groups can block
         hg = [np.asarray(g, dtype=np.int64) for g in inst.host_groups]
         rg = [np.asarray(g, dtype=np.int64) for g in inst.rack_groups]
@@ -121,11 +123,14 @@ class VMState:
         self.free_sum = int(act.sum())
         self.frag_sum = int((act % self.g).sum())
         self.pending = ~self.active[self.vm_pm] & self.movable  # VMs still to evacuate
+        self.n_pending = int(self.pending.sum())
         self.moves: list[tuple[int, int, int]] = []
         self._full_fit()
         self.own_idx = self.cls * (2 * self.P) + self.vm_pm * 2 + np.where(self.span == 2, 0, self.vm_numa)
         self._aa = None
         self._src = None
+        #: (k,) int64 VMs whose source delta changed in the last move (on its source or target PM)
+        self.last_affected = np.zeros(0, dtype=np.int64)
 
     def clone(self) -> VMState:
         """An independent copy (for look-ahead search)."""
@@ -135,6 +140,9 @@ class VMState:
         new.moves = list(self.moves)
         for name in ("fit", "fit_pm", "fit_cls", "fit_rack", "own_idx"):
             setattr(new, name, getattr(self, name).copy())
+        new.fit_rows = list(self.fit_rows)  # rows are replaced, never mutated
+        if self._src is not None:  # updated in place by move()
+            new._src = (self._src[0].copy(), self._src[1].copy())
         return new
 
     # ------------------------------------------------------------------------------------------
@@ -168,6 +176,8 @@ class VMState:
 
     def _full_fit(self) -> None:
         self.fit = self._fit_rows(self.free_c, self.free_m, self.free_g, self.active)
+        #: per PM, the fit of every class as a list of (numa0, numa1) bool pairs (change detection)
+        self.fit_rows = [list(map(tuple, r)) for r in self.fit.transpose(1, 0, 2).tolist()]
         self.fit_pm = self.fit.sum(axis=2).astype(np.int64)  # (K, P)
         self.fit_cls = self.fit_pm.sum(axis=1)  # (K,)
         self.fit_rack = np.zeros((self.K, self.n_racks), dtype=np.int64)
@@ -175,8 +185,23 @@ class VMState:
             self.fit_rack[k] = np.bincount(self.rack, weights=self.fit_pm[k], minlength=self.n_racks)
 
     def _update_fit(self, p: int) -> None:
-        sl = slice(p, p + 1)
-        new = self._fit_rows(self.free_c[sl], self.free_m[sl], self.free_g[sl], self.active[sl])[:, 0, :]
+        """Refresh the fit tables of PM ``p`` after its free capacity changed (same result as
+        :meth:`_fit_rows` on that PM; a plain loop over the few classes beats numpy calls here)."""
+        if self.active[p]:
+            c0, c1 = self.free_c[p].tolist()
+            m0, m1 = self.free_m[p].tolist()
+            g0, g1 = self.free_g[p].tolist()
+            rows = []
+            for kc, km, kg, dbl in self.k_list:
+                a = c0 >= kc and m0 >= km and g0 >= kg
+                b = c1 >= kc and m1 >= km and g1 >= kg
+                rows.append((a and b, False) if dbl else (a, b))
+        else:
+            rows = [(False, False)] * self.K
+        if rows == self.fit_rows[p]:
+            return
+        self.fit_rows[p] = rows
+        new = np.array(rows, dtype=bool).reshape(self.K, 2)
         new_pm = new.sum(axis=1)
         diff = new_pm - self.fit_pm[:, p]
         self.fit_cls += diff
@@ -267,14 +292,14 @@ class VMState:
         if left <= 0:
             return np.zeros(self.V, dtype=bool)
         ok = self.n_targets() > 0
-        n_pending = int(self.pending.sum())
+        n_pending = self.n_pending
         if n_pending and n_pending >= left:
             ok &= self.pending
         return ok
 
     def stop_allowed(self, vm_mask: np.ndarray | None = None) -> bool:
         """STOP is allowed unless a pending evacuation can still be made."""
-        if not self.pending.any() or self.migrations_left <= 0:
+        if not self.n_pending or self.migrations_left <= 0:
             return True
         vm_mask = self.vm_mask() if vm_mask is None else vm_mask
         return not bool((vm_mask & self.pending).any())
@@ -336,7 +361,9 @@ class VMState:
         self.vm_numa[v] = n
         self.frag_sum += dF
         self.free_sum += dS
-        self.pending[v] = self.pending[v] and not self.active[p]
+        if self.pending[v] and self.active[p]:
+            self.pending[v] = False
+            self.n_pending -= 1
         self.moves.append((v, p, n))
         self.own_idx[v] = self.cls[v] * (2 * self.P) + p * 2 + n
         self._update_fit(p0)
@@ -344,7 +371,14 @@ class VMState:
             self._update_fit(p)
         if self.in_group[v]:
             self._aa = None
-        self._src = None
+        # source deltas change only for the VMs on the source and target PMs
+        vpm = self.vm_pm
+        aff = np.flatnonzero(vpm == p0) if p == p0 else np.flatnonzero((vpm == p0) | (vpm == p))
+        self.last_affected = aff
+        if self._src is not None:
+            d, s = self._source_delta_of(aff)
+            self._src[0][aff] = d
+            self._src[1][aff] = s
 
     def placement_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the (V,) PM and (V,) NUMA node of every VM."""
@@ -357,17 +391,24 @@ class VMState:
         """(V,) change of fragment cores and (V,) change of free cores over the ACTIVE PMs when each
         VM leaves its source (before it lands anywhere). Cached until the next move; read-only."""
         if self._src is None:
-            g = self.g
-            fc = self.free_c.ravel()
-            c = self.c
-            base = self.vm_pm * 2
-            f0 = fc[base + np.where(self.dbl, 0, self.vm_numa)]
-            d = (f0 + c) % g - f0 % g
-            f1 = fc[base + 1]
-            d += ((f1 + c) % g - f1 % g) * self.dbl
-            act = self.active[self.vm_pm]
-            self._src = (d * act, c * self.span * act)
+            self._src = self._source_delta_of(None)
         return self._src
+
+    def _source_delta_of(self, vms: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`source_delta` of the VMs ``vms`` (None: all)."""
+        sel = slice(None) if vms is None else vms
+        g = self.g
+        fc = self.free_c.ravel()
+        c = self.c[sel]
+        vpm = self.vm_pm[sel]
+        dbl = self.dbl[sel]
+        base = vpm * 2
+        f0 = fc[base + np.where(dbl, 0, self.vm_numa[sel])]
+        d = (f0 + c) % g - f0 % g
+        f1 = fc[base + 1]
+        d += ((f1 + c) % g - f1 % g) * dbl
+        act = self.active[vpm]
+        return d * act, c * self.span[sel] * act
 
     def class_dest_delta(self) -> np.ndarray:
         """(K, P, 2) change of fragment cores when a VM of class k lands on (PM, NUMA); +inf where
