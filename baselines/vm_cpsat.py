@@ -28,7 +28,8 @@ fragment rate of any plan (``solution.bound``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from math import gcd
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -39,7 +40,11 @@ from schedgym.envs.vmsched.types import VMInstance, VMSolution
 
 @dataclass
 class SubResult:
-    """Result of one placement model: new (pm, numa) per VM of the model, objective parts, status."""
+    """Result of one placement model: new (pm, numa) per VM of the model, objective parts, status.
+
+    ``status`` is ``"optimal"`` when the fragment cores are proved minimal (lexicographic objective:
+    together with the migrations); ``moved_optimal`` says whether the migrations were proved minimal
+    too (two-stage solves; None otherwise)."""
 
     pm: dict[int, int]
     numa: dict[int, int]
@@ -47,6 +52,8 @@ class SubResult:
     moved: int
     status: str
     bound_frag: float
+    moved_optimal: bool | None = None
+    stats: dict = field(default_factory=dict)
 
 
 def solve_placement(
@@ -59,17 +66,35 @@ def solve_placement(
     mnl: int,
     workers: int = 1,
     seed: int = 0,
+    hint_pm: np.ndarray | None = None,
+    hint_numa: np.ndarray | None = None,
+    tight: bool = False,
+    two_stage: bool = False,
+    log: bool = False,
 ) -> SubResult | None:
     """Re-place the movable VMs currently on ``pms`` among the NUMA nodes of ``pms``.
 
     Args:
-        pm, numa: (V,) the current placement (the model's warm start).
+        pm, numa: (V,) the current placement (the model's warm start unless ``hint_pm`` is given).
         pms: PMs of the neighbourhood (ACTIVE ones are used as targets).
         budget: migrations allowed for the VMs of the model (moves counted against the initial
             placement: a VM whose initial PM is elsewhere counts as moved whatever it does).
+        hint_pm, hint_numa: (V,) a feasible placement of the model's VMs to warm-start from (for
+            example a large-neighbourhood search's result); None: ``pm``/``numa``.
+        tight: the strengthened formulation of the full model (see :func:`_tighten`): targets
+            that the fixed VMs leave no room on are dropped, fragment cores only take the residues
+            that the VM sizes can reach, their total is tied to the constant free-core total
+            (``sum r = F - g * Q``: the bound ``F mod g`` and steps of ``g``), and identical VMs
+            with the same snapshot placement are ordered.
+        two_stage: minimise the fragment cores alone first; once they are proved optimal, fix them
+            and minimise the migrations with the time left (instead of one weighted objective).
+        log: print CP-SAT's search log.
     Returns:
         the new placement of the model's VMs, or None when CP-SAT found nothing.
     """
+    t_start = time.perf_counter()
+    hint_pm = pm if hint_pm is None else hint_pm
+    hint_numa = numa if hint_numa is None else hint_numa
     inst = instance
     g = int(inst.granularity)
     pms = np.asarray(sorted(set(int(p) for p in pms if inst.pm_active[int(p)])), dtype=np.int64)
@@ -89,38 +114,6 @@ def solve_placement(
     load_g = {(int(p), n): [] for p in pms for n in (0, 1)}
     moved_terms = []
     base = 0  # VMs that count as moved whatever the model does
-    for v in vms:
-        v = int(v)
-        span = int(inst.vm_span[v])
-        lits = []
-        for p in pms:
-            p = int(p)
-            nodes = (0,) if span == 2 else (0, 1)
-            for n in nodes:
-                ok = True
-                for k in ((0, 1) if span == 2 else (n,)):
-                    if per_c[v] > inst.pm_cpu[p, k] or per_m[v] > inst.pm_mem[p, k] or per_g[v] > inst.pm_gpu[p, k]:
-                        ok = False
-                if not ok:
-                    continue
-                lit = model.NewBoolVar(f"x{v}_{p}_{n}")
-                x[(v, p, n)] = lit
-                xv.setdefault(v, []).append((p, lit))
-                lits.append(lit)
-                for k in ((0, 1) if span == 2 else (n,)):
-                    load_c[(p, k)].append((lit, int(per_c[v])))
-                    load_m[(p, k)].append((lit, int(per_m[v])))
-                    load_g[(p, k)].append((lit, int(per_g[v])))
-                model.AddHint(lit, int(pm[v] == p and (span == 2 or numa[v] == n)))
-        if not lits:
-            return None
-        model.AddExactlyOne(lits)
-        ip, inn = int(inst.init_pm[v]), int(inst.init_numa[v]) if span == 1 else 0
-        home = x.get((v, ip, inn))
-        if home is None:
-            base += 1
-        else:
-            moved_terms.append(home)  # moved = 1 - home
     # fixed VMs' usage
     fixed_c = {key: 0 for key in load_c}
     fixed_m = {key: 0 for key in load_c}
@@ -132,8 +125,61 @@ def solve_placement(
             fixed_c[(p, k)] += int(per_c[v])
             fixed_m[(p, k)] += int(per_m[v])
             fixed_g[(p, k)] += int(per_g[v])
+    # room per NUMA node for the model's VMs: the capacity (tight: less the fixed VMs)
+    room = {key: (int(inst.pm_cpu[key]) - (fixed_c[key] if tight else 0),
+                  int(inst.pm_mem[key]) - (fixed_m[key] if tight else 0),
+                  int(inst.pm_gpu[key]) - (fixed_g[key] if tight else 0)) for key in load_c}
+    homes: dict[int, tuple[int, int] | None] = {}
+    for v in vms:
+        v = int(v)
+        span = int(inst.vm_span[v])
+        lits = []
+        for p in pms:
+            p = int(p)
+            nodes = (0,) if span == 2 else (0, 1)
+            for n in nodes:
+                ok = True
+                for k in ((0, 1) if span == 2 else (n,)):
+                    rc, rm, rg = room[(p, k)]
+                    if per_c[v] > rc or per_m[v] > rm or per_g[v] > rg:
+                        ok = False
+                if not ok:
+                    continue
+                lit = model.NewBoolVar(f"x{v}_{p}_{n}")
+                x[(v, p, n)] = lit
+                xv.setdefault(v, []).append((p, lit))
+                lits.append(lit)
+                for k in ((0, 1) if span == 2 else (n,)):
+                    load_c[(p, k)].append((lit, int(per_c[v])))
+                    load_m[(p, k)].append((lit, int(per_m[v])))
+                    load_g[(p, k)].append((lit, int(per_g[v])))
+                if not tight:  # tight: hints are added below, after the symmetry canonicalisation
+                    model.AddHint(lit, int(hint_pm[v] == p and (span == 2 or hint_numa[v] == n)))
+        if not lits:
+            return None
+        model.AddExactlyOne(lits)
+        ip, inn = int(inst.init_pm[v]), int(inst.init_numa[v]) if span == 1 else 0
+        home = x.get((v, ip, inn))
+        if home is None:
+            base += 1
+            homes[v] = None
+        else:
+            moved_terms.append(home)  # moved = 1 - home
+            homes[v] = (ip, inn)
+    sym_classes: list[list[int]] = []
+    if tight:
+        sym_classes = _symmetry_classes(inst, vms, homes)
+        hint_pm, hint_numa = _canonical_hint(inst, sym_classes, hint_pm, hint_numa)
+        for (v, p, n), lit in x.items():
+            model.AddHint(lit, int(hint_pm[v] == p and (inst.vm_span[v] == 2 or hint_numa[v] == n)))
     r_vars = []
-    hint_used, _, _ = inst.usage(pm, numa)
+    q_vars = []
+    hint_used, _, _ = inst.usage(hint_pm, hint_numa)
+    if tight:
+        # every model VM takes a multiple of d cores of a node, so free = cap - fixed (mod d)
+        d = g
+        for v in vms:
+            d = gcd(d, int(per_c[v]))
     for key in load_c:
         p, k = key
         cap_c, cap_m, cap_g = int(inst.pm_cpu[p, k]), int(inst.pm_mem[p, k]), int(inst.pm_gpu[p, k])
@@ -142,9 +188,14 @@ def solve_placement(
         if cap_g or load_g[key]:
             model.Add(sum(gg * lit for lit, gg in load_g[key] if gg) + fixed_g[key] <= cap_g)
         q = model.NewIntVar(0, cap_c // g, f"q{p}_{k}")
-        r = model.NewIntVar(0, g - 1, f"r{p}_{k}")
+        if tight:
+            res0 = (cap_c - fixed_c[key]) % d
+            r = model.NewIntVarFromDomain(cp_model.Domain.FromValues(list(range(res0, g, d))), f"r{p}_{k}")
+        else:
+            r = model.NewIntVar(0, g - 1, f"r{p}_{k}")
         model.Add(cap_c - used_c == g * q + r)
         r_vars.append(r)
+        q_vars.append(q)
         free_now = cap_c - int(hint_used[p, k])
         if free_now >= 0:
             model.AddHint(q, free_now // g)
@@ -175,25 +226,141 @@ def solve_placement(
     n_home = len(moved_terms)
     moved_expr = base + n_home - sum(moved_terms)
     model.Add(moved_expr <= max(0, int(budget)))
+    stats: dict = {}
+    if tight:
+        total_r = _tighten(model, inst, vms, x, sym_classes, r_vars, q_vars, load_c, fixed_c, g, hint_used, stats)
+    else:
+        total_r = sum(r_vars)
     w = int(mnl) + 1
-    model.Minimize(w * sum(r_vars) + moved_expr)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, float(time_limit_s))
     solver.parameters.num_workers = int(workers)
     solver.parameters.random_seed = int(seed)
+    solver.parameters.log_search_progress = bool(log)
+    if not two_stage:
+        model.Minimize(w * total_r + moved_expr)
+        solver.parameters.max_time_in_seconds = max(0.01, float(time_limit_s))
+        status = solver.Solve(model)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        new_pm, new_numa = _placement(solver, x)
+        frag = int(sum(solver.Value(r) for r in r_vars))
+        moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
+        # objective = w * frag + moved with moved <= mnl < w: floor(bound / w) bounds the fragment cores
+        bound = float(np.floor(solver.BestObjectiveBound() / w + 1e-9))
+        return SubResult(new_pm, new_numa, frag, moved, "optimal" if status == cp_model.OPTIMAL else "feasible",
+                         bound, moved_optimal=(status == cp_model.OPTIMAL) if tight else None, stats=stats)
+    # stage 1: fragment cores alone (within the migration budget)
+    model.Minimize(total_r)
+    deadline = t_start + float(time_limit_s)
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.perf_counter())
     status = solver.Solve(model)
+    stats.update(stage1_s=solver.WallTime(), stage1_status=solver.StatusName(status))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
+    new_pm, new_numa = _placement(solver, x)
+    frag = int(sum(solver.Value(r) for r in r_vars))
+    moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
+    bound = float(np.ceil(solver.BestObjectiveBound() - 1e-9))
+    frag_status = "optimal" if status == cp_model.OPTIMAL else "feasible"
+    left = deadline - time.perf_counter()
+    if isinstance(moved_expr, int) or left < 0.05:
+        return SubResult(new_pm, new_numa, frag, moved, frag_status, bound, moved_optimal=isinstance(moved_expr, int),
+                         stats=stats)
+    # stage 2: fewest migrations at (at most) that many fragment cores, warm-started from stage 1
+    values = {id(lit): solver.BooleanValue(lit) for lit in x.values()}
+    rq = [(r, solver.Value(r)) for r in r_vars] + [(q, solver.Value(q)) for q in q_vars]
+    model.ClearHints()
+    for lit in x.values():
+        model.AddHint(lit, values[id(lit)])
+    for var, val in rq:
+        model.AddHint(var, val)
+    model.Add(total_r <= frag)
+    model.Minimize(moved_expr)
+    solver.parameters.max_time_in_seconds = max(0.01, left)
+    status2 = solver.Solve(model)
+    stats.update(stage2_s=solver.WallTime(), stage2_status=solver.StatusName(status2))
+    if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE) and int(solver.Value(moved_expr)) <= moved:
+        new_pm, new_numa = _placement(solver, x)
+        frag = int(sum(solver.Value(r) for r in r_vars))
+        moved = int(solver.Value(moved_expr))
+    stats["moved_bound"] = float(np.ceil(solver.BestObjectiveBound() - 1e-9)) if status2 != cp_model.UNKNOWN else None
+    return SubResult(new_pm, new_numa, frag, moved, frag_status, bound,
+                     moved_optimal=status2 == cp_model.OPTIMAL, stats=stats)
+
+
+def _placement(solver: cp_model.CpSolver, x: dict) -> tuple[dict[int, int], dict[int, int]]:
     new_pm, new_numa = {}, {}
     for (v, p, n), lit in x.items():
         if solver.BooleanValue(lit):
             new_pm[v], new_numa[v] = p, n
-    frag = int(sum(solver.Value(r) for r in r_vars))
-    moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
-    # objective = w * frag + moved with moved <= mnl < w: floor(bound / w) bounds the fragment cores
-    bound = float(np.floor(solver.BestObjectiveBound() / w + 1e-9))
-    return SubResult(new_pm, new_numa, frag, moved, "optimal" if status == cp_model.OPTIMAL else "feasible",
-                     bound)
+    return new_pm, new_numa
+
+
+def _symmetry_classes(inst: VMInstance, vms: np.ndarray, homes: dict) -> list[list[int]]:
+    """Groups (2 or more, VM indices ascending) of interchangeable model VMs: the same per-node
+    cores, MB and GPUs, the same snapshot target in the model (or none) and no anti-affinity group.
+    Swapping two of them changes neither a constraint nor the objective."""
+    grouped = set()
+    for grp in list(inst.host_groups) + list(inst.rack_groups):
+        grouped.update(int(v) for v in grp)
+    classes: dict[tuple, list[int]] = {}
+    for v in vms:
+        v = int(v)
+        if v in grouped:
+            continue
+        key = (int(inst.numa_cpu[v]), int(inst.numa_mem[v]), int(inst.numa_gpu[v]), int(inst.vm_span[v]), homes[v])
+        classes.setdefault(key, []).append(v)
+    return [sorted(m) for m in classes.values() if len(m) > 1]
+
+
+def _canonical_hint(inst: VMInstance, classes: list[list[int]], pm: np.ndarray,
+                    numa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The placement with the targets of each class of interchangeable VMs sorted by
+    ``2 * pm + numa`` in VM order (what the symmetry-breaking constraints require of a hint)."""
+    pm, numa = np.asarray(pm).copy(), np.asarray(numa).copy()
+    for members in classes:
+        dbl = inst.vm_span[members[0]] == 2
+        t = sorted(2 * int(pm[v]) + (0 if dbl else int(numa[v])) for v in members)
+        for v, tv in zip(members, t):
+            pm[v], numa[v] = divmod(tv, 2)
+    return pm, numa
+
+
+def _tighten(model: cp_model.CpModel, inst: VMInstance, vms: np.ndarray, x: dict, classes: list[list[int]],
+             r_vars: list, q_vars: list, load_c: dict, fixed_c: dict, g: int,
+             hint_used: np.ndarray, stats: dict):
+    """Redundant constraints of the full model; returns the total fragment cores (an IntVar).
+
+    * Total: the free cores ``F`` of the model's NUMA nodes do not depend on the placement (every
+      VM is placed exactly once), so ``sum r = F - g * Q`` with ``Q = sum q`` an integer: the
+      total is at least ``F mod g`` and moves in steps of ``g``, which the per-node equations only
+      imply through integrality (their LP relaxation bounds the total by 0).
+    * Symmetry: the target indices ``2 * pm + numa`` of interchangeable VMs
+      (:func:`_symmetry_classes`) are ordered like the VMs.
+    """
+    per_c = inst.numa_cpu
+    F = sum(int(inst.pm_cpu[key]) - fixed_c[key] for key in load_c)
+    F -= sum(int(per_c[v]) * int(inst.vm_span[v]) for v in vms)
+    q_total = model.NewIntVar(0, max(0, F // g), "Q")
+    model.Add(q_total == sum(q_vars))
+    total_r = model.NewIntVar(F % g if F >= 0 else 0, max(0, F), "frag_total")
+    model.Add(total_r + g * q_total == F)
+    model.Add(total_r == sum(r_vars))
+    hq = sum(max(0, int(inst.pm_cpu[key]) - int(hint_used[key])) // g for key in load_c)
+    model.AddHint(q_total, hq)
+    model.AddHint(total_r, F - g * hq)
+    by_vm: dict[int, list[tuple[int, object]]] = {}
+    for (v, p, n), lit in x.items():
+        by_vm.setdefault(v, []).append((2 * p + n, lit))
+    n_sym = 0
+    for members in classes:
+        idx = [sum(t * lit for t, lit in by_vm[v]) for v in members]
+        for a, b in zip(idx, idx[1:]):
+            model.Add(a <= b)
+            n_sym += 1
+    stats.update(free_total=F, frag_lower_bound=F % g if F >= 0 else 0, symmetry_constraints=n_sym,
+                 variables=len(x))
+    return total_r
 
 
 def sequence_plan(instance: VMInstance, pm: np.ndarray, numa: np.ndarray, mnl: int | None = None,
@@ -230,41 +397,90 @@ def frag_cores(instance: VMInstance, pm: np.ndarray, numa: np.ndarray) -> int:
 class VMCPSATSolver:
     """The full CP-SAT placement model over all ACTIVE PMs (proves optimality on S-size instances).
 
-    Evacuations are made first (joint greedy), then every movable VM on an ACTIVE PM is in the model.
+    1. Evacuations are made first (joint greedy); every movable VM on an ACTIVE PM is in the model.
+    2. Warm start: the CP-SAT LNS (:class:`~schedgym.baselines.vm_cpsat_lns.VMCPSATLNSSolver`)
+       runs for ``warm_start_share`` of the time limit (at most ``warm_start_max_s``); its
+       placement is the model's hint.
+    3. The tightened model (:func:`solve_placement` with ``tight=True``) is solved in two stages:
+       fragment cores first (their total is at least ``F mod g``, ``F`` the constant free cores,
+       and moves in steps of ``g``), then, once those are proved minimal, the fewest migrations.
+    4. The placement is sequenced into a plan (:func:`sequence_plan`); if it cannot be (a cyclic
+       dependency) or the LNS plan is better, the LNS plan is returned.
+
+    ``status`` is ``"optimal"`` when the returned plan's fragment rate equals the proved lower bound
+    (``bound``: the placement optimum over every placement within the migration limit, so a bound
+    on every plan); ``meta["moves_optimal"]`` says whether its migrations were proved minimal too.
 
     Args:
         num_workers: CP-SAT search workers.
         mnl: migration number limit (None: the instance's).
+        warm_start_share: fraction of the time limit given to the LNS warm start (0: none; the
+            evacuated snapshot is the hint).
+        warm_start_max_s: cap on the warm start, seconds.
+        seed: seed of the LNS and CP-SAT.
+        log: print CP-SAT's search log.
     """
 
     name = "vm_cpsat"
 
-    def __init__(self, num_workers: int = 2, mnl: int | None = None):
+    def __init__(self, num_workers: int = 2, mnl: int | None = None, warm_start_share: float = 0.2,
+                 warm_start_max_s: float = 10.0, seed: int = 0, log: bool = False):
         self.num_workers = int(num_workers)
         self.mnl = mnl
+        self.warm_start_share = float(warm_start_share)
+        self.warm_start_max_s = float(warm_start_max_s)
+        self.seed = int(seed)
+        self.log = bool(log)
 
     def solve(self, instance: VMInstance, time_limit_s: float | None = None) -> VMSolution:
+        from schedgym.baselines.vm_cpsat_lns import VMCPSATLNSSolver
+
         t0 = time.perf_counter()
         limit = 60.0 if time_limit_s is None else float(time_limit_s)
         mnl = int(instance.mnl if self.mnl is None else self.mnl)
         start = evacuate(instance, mnl)
         pm, numa = start.placement_of()
+        warm = None
+        hint_pm, hint_numa = pm, numa
+        warm_s = min(self.warm_start_max_s, self.warm_start_share * limit)
+        if warm_s > 0.05:
+            warm = VMCPSATLNSSolver(time_limit_s=warm_s, mnl=mnl, seed=self.seed).solve(instance)
+            hint_pm, hint_numa = warm.final_placement(instance)
+        left = max(0.05, limit - (time.perf_counter() - t0))
         # every VM that can move is in the model, so the whole budget is the model's
-        res = solve_placement(instance, pm, numa, np.flatnonzero(instance.pm_active), mnl, limit, mnl,
-                              workers=self.num_workers)
+        res = solve_placement(instance, pm, numa, np.flatnonzero(instance.pm_active), mnl, left, mnl,
+                              workers=self.num_workers, seed=self.seed, hint_pm=hint_pm, hint_numa=hint_numa,
+                              tight=True, two_stage=True, log=self.log)
+        g = int(instance.granularity)
         if res is None:
-            sol = start.solution(status="feasible" if not start.pending.any() else "none")
+            sol = warm if warm is not None else start.solution(status="feasible" if not start.pending.any() else "none")
+            sol.status = "feasible" if warm is not None or not start.pending.any() else "none"
             sol.wall_time_s = time.perf_counter() - t0
+            sol.meta.update(solver="cp-sat full", model="none found")
             return sol
         pm2, numa2 = pm.copy(), numa.copy()
         for v, p in res.pm.items():
             pm2[v], numa2[v] = p, res.numa[v]
         st, stuck = sequence_plan(instance, pm2, numa2, mnl=mnl)
-        status = res.status if not stuck else "feasible"
         free = max(1, st.free_sum)
-        sol = st.solution(status=status, bound=res.bound_frag / free if res.bound_frag is not None else None)
+        bound = res.bound_frag / free if res.bound_frag is not None else None
+        sol = st.solution()
+        frag_plan = st.frag_sum
+        source = "model"
+        if warm is not None:
+            wpm, wnuma = warm.final_placement(instance)
+            wfrag = frag_cores(instance, wpm, wnuma)
+            if (wfrag, warm.n_moves) < (frag_plan, sol.n_moves) or stuck:
+                sol, frag_plan, source = warm, wfrag, "warm start (LNS)"
+        proved = res.status == "optimal" and res.bound_frag is not None and frag_plan <= res.bound_frag
+        sol.status = "optimal" if proved else "feasible"
+        sol.bound = bound
         sol.wall_time_s = time.perf_counter() - t0
-        sol.meta.update(solver="cp-sat full", model_frag=res.frag, model_moved=res.moved, unsequenced=len(stuck))
+        sol.meta.update(solver="cp-sat full", plan_from=source, model_frag=res.frag, model_moved=res.moved,
+                        frag_bound=res.bound_frag, fragment_cores=frag_plan, unsequenced=len(stuck),
+                        moves_optimal=bool(proved and source == "model" and res.moved_optimal
+                                           and sol.n_moves == res.moved),
+                        warm_start_s=warm_s if warm is not None else 0.0, granularity=g, **res.stats)
         return sol
 
 

@@ -124,7 +124,7 @@ def llmserve_latency_cdfs(rows, tasks_by_key, out: Path) -> list[Path]:
     """TTFT and TPOT CDFs of every LLM policy on the first workload they all ran (re-run here)."""
     from schedgym.envs.core.domain import get_domain
     from schedgym.envs.llmserve.metrics import per_request
-    from schedgym.evaluation.runners import _agent
+    from schedgym.evaluation.runners import agent_for
 
     rows = [r for r in rows if r["domain"] == "llmserve" and r["status"] not in ("failed", "invalid")]
     if not rows:
@@ -137,7 +137,7 @@ def llmserve_latency_cdfs(rows, tasks_by_key, out: Path) -> list[Path]:
         task = tasks_by_key.get(r["key"])
         if task is None:
             continue
-        instance, sol = solve_task(domain, task, _agent(task))
+        instance, sol = solve_task(domain, task, agent_for(task))
         pr = per_request(instance, sol)
         for ax, key in ((ax1, "ttft_s"), (ax2, "tpot_s")):
             x = np.sort(pr[key][np.isfinite(pr[key])])
@@ -151,8 +151,50 @@ def llmserve_latency_cdfs(rows, tasks_by_key, out: Path) -> list[Path]:
     return [_save(fig, out / "llmserve_latency_cdfs.png")]
 
 
+def vmsched_fr_vs_migrations(rows, tasks_by_key, out: Path) -> list[Path]:
+    """Fragment rate after each migration of every VM policy's plan on the first VM instance they
+    ran (re-run here; the plan replayed move by move from the snapshot)."""
+    from schedgym.envs.core.domain import get_domain
+    from schedgym.envs.vmsched.state import VMState
+    from schedgym.evaluation.runners import agent_for
+
+    rows = [r for r in rows if r["domain"] == "vmsched" and r["status"] not in ("failed", "invalid")]
+    if not rows:
+        return []
+    domain = get_domain("vmsched")
+    first = sorted(r["instance"] for r in rows)[0]
+    fig = new_figure(8, 4.5, dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    seen: set[str] = set()
+    mnl = None
+    for r in sorted((r for r in rows if r["instance"] == first), key=lambda r: (r["policy"], r["seed"])):
+        task = tasks_by_key.get(r["key"])
+        if task is None or r["policy"] in seen:  # one line per policy (its first seed)
+            continue
+        seen.add(r["policy"])
+        instance, sol = solve_task(domain, task, agent_for(task))
+        domain.validate(instance, sol)
+        st = VMState(instance, mnl=max(sol.limit(instance), sol.n_moves))
+        fr = [st.fragment_rate()]
+        for v, p, n in sol.moves.tolist():
+            st.move(v, p, n)
+            fr.append(st.fragment_rate())
+        mnl = sol.limit(instance)
+        ax.step(np.arange(len(fr)), fr, where="post", label=f"{r['policy']} ({fr[-1]:.3f})")
+    if not seen:
+        return []
+    if mnl is not None:
+        ax.axvline(mnl, color="grey", ls=":", lw=1)
+    ax.set_xlabel("migrations used")
+    ax.set_ylabel("fragment rate (free cores mod 16 / free cores)")
+    ax.set_title(f"VM rescheduling: fragment rate against migrations ({first})", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "vmsched_fr_vs_migrations.png")]
+
+
 #: plots that re-run episodes (they need the tasks), per domain
 RERUN_PLOTS: dict[str, list[Callable]] = {"llmserve": [llmserve_latency_cdfs]}
+RERUN_PLOTS["vmsched"] = [vmsched_fr_vs_migrations]
 
 
 def register_plot(domain: str, fn: PlotFn) -> None:
@@ -164,7 +206,7 @@ def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, di
     """Re-run the best policy of each domain (by primary metric) on its first instance and save the
     env's rgb_array rendering of the finished episode (solvers: their solution replayed)."""
     from schedgym.envs.core.domain import get_domain
-    from schedgym.evaluation.runners import _agent
+    from schedgym.evaluation.runners import agent_for
 
     paths = []
     for dom_name in sorted({r["domain"] for r in rows}):
@@ -185,7 +227,7 @@ def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, di
         if task is None:
             continue
         try:
-            img = render_task(domain, task, _agent(task))
+            img = render_task(domain, task, agent_for(task))
         except Exception:  # noqa: BLE001
             print(f"[plots] {dom_name}: could not render the best policy's solution:\n{traceback.format_exc(limit=3)}")
             continue

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import signal
 import subprocess
 import traceback
 from collections.abc import Iterator
@@ -42,6 +44,26 @@ def _agent(task: dict[str, Any]) -> Any:
     return _AGENTS[key]
 
 
+def agent_for(task: dict[str, Any]) -> Any:
+    """The task's policy or solver, in the same state whatever ran before it in this process.
+
+    Agents with ``reset_seed(seed)`` are reseeded with the episode seed. Others are a copy of the
+    freshly built agent, and a numpy ``rng`` attribute is reseeded from (config ``seed``, episode
+    seed): a random policy then gives the same episode on any runner, in any order, and on resume.
+    """
+    import numpy as np
+
+    proto = _agent(task)
+    if hasattr(proto, "reset_seed"):
+        proto.reset_seed(task["seed"])
+        return proto
+    agent = copy.deepcopy(proto)
+    if isinstance(getattr(agent, "rng", None), np.random.Generator):
+        base = task["policy_cfg"].get("seed")
+        agent.rng = np.random.default_rng([task["seed"]] if base is None else [int(base), task["seed"]])
+    return agent
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Run one episode; never raises (a crash becomes a ``failed`` row with its traceback)."""
     import torch
@@ -56,9 +78,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     base.update(version=version, git_commit=commit)
     try:
         domain = get_domain(task["domain"])
-        agent = _agent(task)
-        if hasattr(agent, "reset_seed"):
-            agent.reset_seed(task["seed"])
+        agent = agent_for(task)
         instance = domain.load(task["instance"])
         env_kwargs = dict(task["env_kwargs"])
         if "scheme" in env_kwargs and env_kwargs["scheme"] is None:
@@ -79,7 +99,18 @@ def run_serial(tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield run_task(t)
 
 
+def _ignore_sigint() -> None:
+    """Pool worker initializer: Ctrl-C is handled by the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) -> Iterator[dict[str, Any]]:
+    """Rows as episodes finish on ``workers`` spawned processes (default: one per CPU core).
+
+    If the caller stops early (Ctrl-C, an exception, closing the generator), the episodes not
+    started are cancelled and the workers are terminated at once; finished rows were already
+    yielded, so a rerun resumes from them.
+    """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -88,10 +119,24 @@ def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) ->
         yield from run_serial(tasks)
         return
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_ignore_sigint)
+    finished = False
+    try:
         futures = [pool.submit(run_task, t) for t in tasks]
         for f in as_completed(futures):
             yield f.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in procs:
+                proc.join(timeout=5)
 
 
 def run_ray(tasks: list[dict[str, Any]], address: str | None = None, num_cpus: int | None = None

@@ -50,17 +50,19 @@ class ResultsStore:
 
     Args:
         path: the database file (created if missing).
-        fresh: move an existing file aside (``<name>.bak-<unix time>``) and start a new one; nothing
-            is deleted.
+        fresh: move an existing file aside (``<name>.bak-<unix time>``, with its SQLite journal
+            files) and start a new one; nothing is deleted, an existing backup is never replaced.
+
+    Attributes:
+        backup: where ``fresh`` moved the old file (None if nothing was moved).
     """
 
     def __init__(self, path: str | Path, fresh: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.backup: Path | None = None
         if fresh and self.path.exists():
-            backup = self.path.with_name(f"{self.path.name}.bak-{int(time.time())}")
-            self.path.rename(backup)
-            self.backup = backup
+            self.backup = self._move_aside()
         try:
             self.conn = sqlite3.connect(self.path, timeout=30)
             ok = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -75,6 +77,22 @@ class ResultsStore:
             raise StoreError(
                 f"{self.path}: not a usable results store ({exc}). Run again with fresh=true to move it aside "
                 f"(it is kept as {self.path.name}.bak-<time>) and start a new store") from exc
+
+    def _move_aside(self) -> Path:
+        """Rename the store (and its -journal/-wal/-shm files, which belong to it) to a new
+        ``.bak-<unix time>[-n]`` name; returns the backup path."""
+        stem = f"{self.path.name}.bak-{int(time.time())}"
+        backup = self.path.with_name(stem)
+        n = 1
+        while any(backup.with_name(backup.name + sfx).exists() for sfx in ("", "-journal", "-wal", "-shm")):
+            backup = self.path.with_name(f"{stem}-{n}")
+            n += 1
+        for sfx in ("-journal", "-wal", "-shm"):
+            side = self.path.with_name(self.path.name + sfx)
+            if side.exists():
+                side.rename(backup.with_name(backup.name + sfx))
+        self.path.rename(backup)
+        return backup
 
     def done_keys(self, include_failed: bool = True) -> set[str]:
         q = "SELECT key FROM episodes" + ("" if include_failed else " WHERE status != 'failed'")

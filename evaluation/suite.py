@@ -16,6 +16,7 @@ per episode, each with a key that hashes everything that determines its result.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -44,7 +45,10 @@ def load_policy_cfg(conf_dir: Path, name: str, overrides: dict[str, Any] | None 
     """
     path = conf_dir / "policy" / f"{name}.yaml"
     if not path.exists():
-        raise UnknownNameError("policy", name, policy_names(conf_dir))
+        exc = UnknownNameError("policy", name, policy_names(conf_dir))
+        if "did you mean" not in str(exc):  # no close match: list every policy, not the first 30
+            exc.args = (f"unknown policy {name!r}; valid names: {', '.join(policy_names(conf_dir))}",)
+        raise exc
     cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     env_kwargs: dict[str, Any] = {}
     if "@package _global_" in path.read_text().splitlines()[0]:
@@ -71,48 +75,95 @@ def _set_spec(conf_dir: Path, name: str) -> list[str]:
     return [name]
 
 
+def set_names(conf_dir: Path) -> list[str]:
+    """Names of the instance and workload set files (``conf/instances``, ``conf/workload``)."""
+    return sorted({p.stem for group in ("instances", "workload") for p in (conf_dir / group).glob("*.yaml")})
+
+
+def _resolve_set(domain: Any, conf_dir: Path, set_spec: Any) -> list[str]:
+    """Instance names of one set spec; an unknown set name also gets the close matches among the
+    set files of ``conf/`` that this domain can load."""
+    if isinstance(set_spec, list):
+        return domain.resolve(list(set_spec))
+    try:
+        return domain.resolve(_set_spec(conf_dir, str(set_spec)))
+    except UnknownNameError as exc:
+        close = []
+        for cand in difflib.get_close_matches(str(set_spec), set_names(conf_dir), n=5, cutoff=0.5):
+            try:
+                domain.resolve(_set_spec(conf_dir, cand))
+            except Exception:  # noqa: BLE001 - another domain's set
+                continue
+            close.append(cand)
+        if close:
+            exc.args = (f"{exc.args[0]} (set files in conf/instances, conf/workload: "
+                        f"{', '.join(repr(c) for c in close)})",)
+        raise
+
+
 def expand_suite(suite_cfg: dict[str, Any], conf_dir: str | Path) -> list[dict[str, Any]]:
-    """All episodes of a suite as task dicts; raises on unknown policies or instance sets."""
+    """All episodes of a suite as task dicts, one per distinct key (a cell repeated in the suite
+    runs once); raises :class:`UnknownNameError` naming the suite and cell on an unknown env,
+    policy or instance set."""
     conf_dir = Path(conf_dir)
     suite = str(suite_cfg.get("name", "suite"))
+    tasks: dict[str, dict[str, Any]] = {}
+    configs: dict[tuple[str, str, str], tuple[str, int]] = {}
+    for i, cell in enumerate(suite_cfg["cells"]):
+        try:
+            cell_tasks = _cell_tasks(suite, cell, conf_dir)
+        except UnknownNameError as exc:
+            exc.args = (f"suite {suite!r}, cell {i} (env {cell.get('env')!r}): {exc.args[0]}",)
+            raise
+        for task in cell_tasks:
+            row = (task["domain"], task["instance_set"], task["policy"])
+            first = configs.setdefault(row, (task["config_hash"], i))
+            if first[0] != task["config_hash"]:
+                raise ValueError(
+                    f"suite {suite!r}: policy {task['policy']!r} appears in cells {first[1]} and {i} for "
+                    f"{task['domain']} / {task['instance_set']} with different settings; one table row "
+                    f"cannot mix them: give one a label ({{name: {task['policy']}, label: ...}})")
+            tasks.setdefault(task["key"], task)
+    return list(tasks.values())
+
+
+def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[str, Any]]:
+    """The tasks of one suite cell (see the module docstring)."""
     tasks: list[dict[str, Any]] = []
-    for cell in suite_cfg["cells"]:
-        env_cfg = load_env_cfg(conf_dir, cell["env"])
-        domain = get_domain(env_cfg["domain"])
-        env_kwargs = dict(env_cfg.get("kwargs") or {})
-        env_kwargs.update(cell.get("env_kwargs") or {})
-        sets = cell.get("instances") or cell.get("workload") or env_cfg.get("default_instances")
-        sets = [sets] if isinstance(sets, str) else list(sets)
-        policies = []
-        for p in cell["policies"]:
-            if isinstance(p, str):
-                p = {"name": p}
-            pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
-            policies.append((p.get("label", p["name"]), pcfg, p_env))
-        for set_spec in sets:
-            # a set of conf/instances or conf/workload, a name the domain resolves, or a list of
-            # instance names that forms one table
-            if isinstance(set_spec, list):
-                names = domain.resolve(list(set_spec))
-                set_spec = ",".join(str(x) for x in set_spec)
-            else:
-                names = domain.resolve(_set_spec(conf_dir, str(set_spec)))
-            for label, pcfg, p_env in policies:
-                for name in names:
-                    for seed in cell.get("seeds", [0]):
-                        task = {
-                            "suite": suite,
-                            "domain": domain.name,
-                            "env_config": cell["env"],
-                            "instance_set": str(set_spec),
-                            "instance": str(name),
-                            "policy": label,
-                            "policy_cfg": pcfg,
-                            "seed": int(seed),
-                            "env_kwargs": {**env_kwargs, **p_env},
-                            "time_limit_s": float(cell.get("time_limit_s", 10.0)),
-                        }
-                        task["config_hash"] = _hash({k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")})
-                        task["key"] = _hash({k: v for k, v in task.items() if k != "suite"})
-                        tasks.append(task)
+    env_cfg = load_env_cfg(conf_dir, cell["env"])
+    domain = get_domain(env_cfg["domain"])
+    env_kwargs = dict(env_cfg.get("kwargs") or {})
+    env_kwargs.update(cell.get("env_kwargs") or {})
+    sets = cell.get("instances") or cell.get("workload") or env_cfg.get("default_instances")
+    sets = [sets] if isinstance(sets, str) else list(sets)
+    policies = []
+    for p in cell["policies"]:
+        if isinstance(p, str):
+            p = {"name": p}
+        pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
+        policies.append((p.get("label", p["name"]), pcfg, p_env))
+    for set_spec in sets:
+        # a set of conf/instances or conf/workload, a name the domain resolves, or a list of
+        # instance names that forms one table
+        names = _resolve_set(domain, conf_dir, set_spec)
+        if isinstance(set_spec, list):
+            set_spec = ",".join(str(x) for x in set_spec)
+        for label, pcfg, p_env in policies:
+            for name in names:
+                for seed in cell.get("seeds", [0]):
+                    task = {
+                        "suite": suite,
+                        "domain": domain.name,
+                        "env_config": cell["env"],
+                        "instance_set": str(set_spec),
+                        "instance": str(name),
+                        "policy": label,
+                        "policy_cfg": pcfg,
+                        "seed": int(seed),
+                        "env_kwargs": {**env_kwargs, **p_env},
+                        "time_limit_s": float(cell.get("time_limit_s", 10.0)),
+                    }
+                    task["config_hash"] = _hash({k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")})
+                    task["key"] = _hash({k: v for k, v in task.items() if k != "suite"})
+                    tasks.append(task)
     return tasks

@@ -18,6 +18,7 @@ import csv
 import os
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import hydra
@@ -48,6 +49,8 @@ def main(cfg: DictConfig) -> None:
     suite_cfg = OmegaConf.to_container(cfg.suite, resolve=True)
     tasks = expand_suite(suite_cfg, CONF_DIR)
     store = ResultsStore(out / "results.sqlite", fresh=bool(cfg.fresh))
+    if store.backup is not None:
+        print(f"fresh=true: moved the previous store to {store.backup} (kept) and started a new one")
     store.set_meta("suite", OmegaConf.to_yaml(cfg.suite))
     done = store.done_keys(include_failed=not cfg.retry_failed)
     todo = [t for t in tasks if t["key"] not in done]
@@ -55,15 +58,25 @@ def main(cfg: DictConfig) -> None:
           f"running {len(todo)} with runner={cfg.runner.kind}")
     t0 = time.perf_counter()
     if todo:
-        with _progress(len(todo), f"leaderboard {suite_cfg['name']}") as prog:
-            bar = prog.add_task("episodes", total=len(todo))
-            for row in run_tasks(todo, runner=cfg.runner.kind, workers=cfg.runner.workers,
-                                 address=cfg.runner.get("address")):
-                store.put(row)
-                prog.advance(bar)
-                if row["status"] in ("failed", "invalid"):
-                    last = row["error"].strip().splitlines()[-1] if row["error"] else ""
-                    prog.console.print(f"[{row['status']}] {row['domain']} {row['instance']} {row['policy']}: {last}")
+        stored = 0
+        try:
+            with _progress(len(todo), f"leaderboard {suite_cfg['name']}") as prog, closing(
+                    run_tasks(todo, runner=cfg.runner.kind, workers=cfg.runner.workers,
+                              address=cfg.runner.get("address"))) as results:
+                bar = prog.add_task("episodes", total=len(todo))
+                for row in results:
+                    store.put(row)
+                    stored += 1
+                    prog.advance(bar)
+                    if row["status"] in ("failed", "invalid"):
+                        last = row["error"].strip().splitlines()[-1] if row["error"] else ""
+                        prog.console.print(f"[{row['status']}] {row['domain']} {row['instance']} {row['policy']}: "
+                                           f"{last}", markup=False, highlight=False)
+        except KeyboardInterrupt:
+            store.close()
+            print(f"\ninterrupted: {stored} of {len(todo)} episodes of this run are stored in {out / 'results.sqlite'}; "
+                  f"run the same command (same hydra.run.dir) to resume", file=sys.stderr)
+            sys.exit(130)
     keys = {t["key"] for t in tasks}
     rows = [r for r in store.rows() if r["key"] in keys]
     records = with_published(aggregate(rows, n_boot=int(cfg.bootstrap)), published_rows())

@@ -120,3 +120,33 @@ def test_domain_runs_policies_and_solvers():
     assert res.metrics["fragment_rate"] < res.metrics["initial_fragment_rate"]
     res = run_episode(dom, inst, VMCPSATLNSSolver(time_limit_s=1.0), seed=0)
     assert res.status == "feasible" and res.metrics["violations"] == 0
+
+
+@pytest.mark.parametrize("name", ["snap_s_evac", "snap_s_gpu", "gen_s_medium_s0"])
+def test_incremental_bookkeeping_matches_a_rebuild(name):
+    """The env's features and the state's fit tables and source deltas are updated in place after
+    each move; after random moves they equal a rebuild from the placement."""
+    env = gym.make(ENV_ID, instance=name, mnl=30).unwrapped
+    rng = np.random.default_rng(1)
+    obs, info = env.reset(seed=1)
+    done = False
+    while not done:
+        valid = np.flatnonzero(info["action_mask"])
+        if info["phase"] == 0 and len(valid) > 1:
+            valid = valid[valid != env.stop_action]
+        obs, _, term, trunc, info = env.step(int(rng.choice(valid)))
+        done = term or trunc
+        st = env.state
+        fresh = type(st)(env.instance, mnl=st.mnl)
+        for v, p, n in st.moves:
+            fresh.move(v, p, n)
+        fresh._full_fit()  # the reference: fit tables from scratch
+        for a in ("fit", "fit_pm", "fit_cls", "fit_rack", "free_c", "free_m", "free_g", "slot", "own_idx"):
+            assert np.array_equal(getattr(st, a), getattr(fresh, a)), a
+        fresh._src = None
+        for a, b in zip(st.source_delta(), fresh.source_delta()):
+            assert np.array_equal(a, b)
+        x = env._xs.copy()
+        env._xs = None
+        assert np.array_equal(x, env._state_features())
+        assert np.array_equal(obs["x"][:, :10], x[:, :10]) and np.array_equal(obs["x"][:, 11], x[:, 11])

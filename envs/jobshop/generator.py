@@ -159,3 +159,17 @@ class FlexibleJobShopGenerator:
         if self.due_tightness is not None:
             inst = add_due_dates(inst, rng, self.due_tightness)
         return inst
+
+
+@dataclass
+class MixtureGenerator:
+    """Draws each instance from one of ``generators`` chosen uniformly (e.g. several sizes)."""
+
+    generators: list
+
+    def size_bounds(self) -> tuple[int, int, int]:
+        b = [g.size_bounds() for g in self.generators]
+        return max(x[0] for x in b), max(x[1] for x in b), max(x[2] for x in b)
+
+    def __call__(self, rng: np.random.Generator) -> JobShopInstance:
+        return self.generators[int(rng.integers(len(self.generators)))](rng)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from schedgym.envs.core.domain import Domain
 from schedgym.envs.vmsched.instances import load_instance, resolve_instances
 from schedgym.envs.vmsched.metrics import metrics
-from schedgym.envs.vmsched.types import VMInstance
+from schedgym.envs.vmsched.types import VMInstance, VMSolution
 from schedgym.envs.vmsched.validate import validate
 
 ENV_ID = "schedgym/VMReschedule-v0"
@@ -17,6 +18,19 @@ ENV_ID = "schedgym/VMReschedule-v0"
 
 def env_id_of(instance: VMInstance) -> str:
     return ENV_ID
+
+
+def render_solution(instance: VMInstance, solution: VMSolution) -> np.ndarray:
+    """(H, W, 3) uint8 picture of PM/NUMA usage before and after the migration plan: per PM the
+    used cores of both NUMA nodes, free cores in grey and fragment cores (free mod g) in red
+    (:func:`schedgym.envs.vmsched.viewer.usage_rgb`)."""
+    from schedgym.envs.vmsched.viewer import usage_rgb
+
+    pm, numa = solution.final_placement(instance)
+    moved = int(((pm != instance.init_pm) | (numa != instance.init_numa)).sum())
+    policy = solution.meta.get("policy") or solution.meta.get("solver")
+    title = f"after {solution.n_moves} migrations ({moved} VMs moved" + (f", {policy})" if policy else ")")
+    return usage_rgb(instance, pm, numa, title=title)
 
 
 def make_env(instance: VMInstance, **env_kwargs: Any) -> gym.Env:
@@ -38,4 +52,5 @@ DOMAIN = Domain(
     primary_metric="fragment_rate",
     lower_is_better=True,
     table_metrics=("initial_fragment_rate", "fragment_rate", "migrations", "violations"),
+    render_solution=render_solution,
 )

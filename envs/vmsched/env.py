@@ -191,6 +191,7 @@ class VMRescheduleEnv(gym.Env):
         self._vr = vr
         self._xs = None
         self._cap = np.maximum(inst.pm_cpu.ravel(), 1).astype(np.float64)
+        self._cap_list = self._cap.tolist()
         ei = np.zeros((2, self.max_edges), dtype=np.int64)
         ea = np.zeros((self.max_edges, N_EDGE_FEATURES), dtype=np.float32)
         em = np.zeros(self.max_edges, dtype=np.int8)
@@ -338,13 +339,18 @@ class VMRescheduleEnv(gym.Env):
             return
         st = self.state
         x, g = self._xs, st.g
-        rows = np.array([2 * p0, 2 * p0 + 1, 2 * p, 2 * p + 1]) if p != p0 else np.array([2 * p0, 2 * p0 + 1])
-        fc = st.free_c.ravel()[rows]
-        x[rows, 3] = fc / self.cpu_scale
-        x[rows, 4] = st.free_m.ravel()[rows] / self.mem_scale
-        x[rows, 5] = st.free_g.ravel()[rows] / self.gpu_scale
-        x[rows, 6] = (fc % g) / g * self._x[rows, 7]
-        x[rows, 9] = 1.0 - fc / self._cap[rows]
+        cs, ms, gs = self.cpu_scale, self.mem_scale, self.gpu_scale
+        for q in ((p0,) if p == p0 else (p0, p)):  # 4 rows: plain Python floats beat numpy calls
+            act = float(self._x[2 * q, 7])
+            cap = self._cap_list[2 * q: 2 * q + 2]
+            for k, (fc, fm, fg) in enumerate(zip(st.free_c[q].tolist(), st.free_m[q].tolist(),
+                                                 st.free_g[q].tolist())):
+                row = x[2 * q + k]
+                row[3] = fc / cs
+                row[4] = fm / ms
+                row[5] = fg / gs
+                row[6] = (fc % g) / g * act
+                row[9] = 1.0 - fc / cap[k]
         off = 2 * self.max_pms
         x[off + v, 9] = st.pending[v]
         aff = st.last_affected

@@ -27,6 +27,17 @@ from schedgym.envs.vmsched.types import VMInstance, VMSolution
 _STATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _unique(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values of a 1-D array (``np.unique``; sort-based, faster on small arrays)."""
+    a = np.sort(a)
+    if len(a) < 2:
+        return a
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 class VMState:
     """A placement of the VMs of a :class:`VMInstance` and the moves made so far.
 
@@ -69,6 +80,7 @@ class VMState:
         out["K"] = len(ukeys)
         # per-class (cores, MB, GPUs, 2-NUMA) thresholds as Python values (incremental fit updates)
         out["k_list"] = [(int(a), int(b), int(c), int(d) == 2) for a, b, c, d in ukeys.tolist()]
+        out["_row_arrays"] = {}  # fit pattern of one PM -> its (K, 2) bool and (K,) count arrays
         # anti-affinity: group memberships per VM and the max number of targets a VM's groups can block
         hg = [np.asarray(g, dtype=np.int64) for g in inst.host_groups]
         rg = [np.asarray(g, dtype=np.int64) for g in inst.rack_groups]
@@ -87,6 +99,10 @@ class VMState:
         out.update(hg=hg, rg=rg, vm_hg=vm_hg, vm_rg=vm_rg, max_block=max_block, in_group=max_block > 0,
                    group_vms=np.flatnonzero(max_block > 0))
         # ordered pairs (v, w) of distinct members of a host / rack group: w blocks v's targets
+        out["immovable"] = np.flatnonzero(~inst.vm_movable)
+        out["cm"] = self.c % self.g  # cores per node mod g
+        out["cs"] = self.c * self.span  # total cores
+        out["has_dbl"] = bool((self.span == 2).any())
         out["hp_v"], out["hp_w"] = self._pairs(hg)
         out["rp_v"], out["rp_w"] = self._pairs(rg)
         return out
@@ -126,7 +142,9 @@ class VMState:
         self.n_pending = int(self.pending.sum())
         self.moves: list[tuple[int, int, int]] = []
         self._full_fit()
-        self.own_idx = self.cls * (2 * self.P) + self.vm_pm * 2 + np.where(self.span == 2, 0, self.vm_numa)
+        #: (V,) int64 flat (PM, NUMA) index ``2 * pm + numa`` of every VM's placement (numa 0 for 2-NUMA VMs)
+        self.slot = self.vm_pm * 2 + np.where(self.span == 2, 0, self.vm_numa)
+        self.own_idx = self.cls * (2 * self.P) + self.slot
         self._aa = None
         self._src = None
         #: (k,) int64 VMs whose source delta changed in the last move (on its source or target PM)
@@ -138,7 +156,7 @@ class VMState:
         for name in ("vm_pm", "vm_numa", "free_c", "free_m", "free_g", "host_cnt", "rack_cnt", "pending"):
             setattr(new, name, getattr(self, name).copy())
         new.moves = list(self.moves)
-        for name in ("fit", "fit_pm", "fit_cls", "fit_rack", "own_idx"):
+        for name in ("fit", "fit_pm", "fit_cls", "fit_rack", "own_idx", "slot"):
             setattr(new, name, getattr(self, name).copy())
         new.fit_rows = list(self.fit_rows)  # rows are replaced, never mutated
         if self._src is not None:  # updated in place by move()
@@ -198,16 +216,22 @@ class VMState:
                 rows.append((a and b, False) if dbl else (a, b))
         else:
             rows = [(False, False)] * self.K
-        if rows == self.fit_rows[p]:
+        old = self.fit_rows[p]
+        if rows == old:
             return
         self.fit_rows[p] = rows
-        new = np.array(rows, dtype=bool).reshape(self.K, 2)
-        new_pm = new.sum(axis=1)
-        diff = new_pm - self.fit_pm[:, p]
-        self.fit_cls += diff
-        self.fit_rack[:, self.rack[p]] += diff
-        self.fit_pm[:, p] = new_pm
+        key = tuple(rows)
+        arrs = self._row_arrays.get(key)
+        if arrs is None:  # few distinct patterns per instance: cache their arrays
+            arrs = self._row_arrays[key] = (np.array(rows, dtype=bool).reshape(self.K, 2),
+                                            np.array([a + b for a, b in rows], dtype=np.int64))
+        new, new_pm = arrs
         self.fit[:, p, :] = new
+        diff = new_pm - self.fit_pm[:, p]
+        if diff.any():
+            self.fit_cls += diff
+            self.fit_rack[:, self.rack[p]] += diff
+            self.fit_pm[:, p] = new_pm
 
     def class_fit(self) -> np.ndarray:
         """(K, P, 2) bool: resource class k fits on (PM, NUMA) now; for 2-NUMA classes only the
@@ -253,21 +277,23 @@ class VMState:
             return False
         return bool(self.target_mask(v)[p, n])
 
-    def _blocking(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _blocking(self) -> tuple[np.ndarray, ...]:
         """(v, rack) pairs and (v, pm) pairs (PMs outside the blocked racks) that anti-affinity
-        forbids; recomputed only after a group member moved."""
+        forbids, and their flat indices into ``fit_rack`` and ``fit_pm``; recomputed only after a
+        group member moved."""
         if self._aa is None:
             R = self.n_racks
-            rkey = np.unique(self.rp_v * R + self.rack[self.vm_pm[self.rp_w]])
+            rkey = _unique(self.rp_v * R + self.rack[self.vm_pm[self.rp_w]])
             rv, rr = np.divmod(rkey, R)
-            hkey = np.unique(self.hp_v * self.P + self.vm_pm[self.hp_w])
+            hkey = _unique(self.hp_v * self.P + self.vm_pm[self.hp_w])
             hv, hp = np.divmod(hkey, self.P)
             if len(rkey) and len(hkey):
                 k2 = hv * R + self.rack[hp]
                 pos = np.minimum(np.searchsorted(rkey, k2), len(rkey) - 1)
                 keep = rkey[pos] != k2
                 hv, hp = hv[keep], hp[keep]
-            self._aa = (rv, rr, hv, hp)
+            # flat indices into fit_rack (K, R) and fit_pm (K, P) of each blocked pair
+            self._aa = (rv, rr, hv, hp, self.cls[rv] * R + rr, self.cls[hv] * self.P + hp)
         return self._aa
 
     def n_targets(self) -> np.ndarray:
@@ -276,13 +302,15 @@ class VMState:
         A VM's own PM and rack are never blocked by its groups (the placement satisfies them), so the
         count is: fitting targets of its class - its own placement - fitting targets on blocked
         racks - fitting targets on blocked PMs outside those racks."""
-        n = self.fit_cls[self.cls] - self.fit.ravel()[self.own_idx]
-        rv, rr, hv, hp = self._blocking()
+        n = self.fit_cls[self.cls]
+        n -= self.fit.ravel()[self.own_idx]
+        rv, _, hv, _, ridx, hidx = self._blocking()
         if len(rv):
-            np.subtract.at(n, rv, self.fit_rack[self.cls[rv], rr])
+            np.subtract.at(n, rv, self.fit_rack.ravel()[ridx])
         if len(hv):
-            np.subtract.at(n, hv, self.fit_pm[self.cls[hv], hp])
-        return np.where(self.movable, n, 0)
+            np.subtract.at(n, hv, self.fit_pm.ravel()[hidx])
+        n[self.immovable] = 0
+        return n
 
     def vm_mask(self) -> np.ndarray:
         """(V,) bool: VMs that may be chosen for the next migration (movable, with a feasible
@@ -371,14 +399,15 @@ class VMState:
             self._update_fit(p)
         if self.in_group[v]:
             self._aa = None
+        self.slot[v] = 2 * p + n
         # source deltas change only for the VMs on the source and target PMs
         vpm = self.vm_pm
         aff = np.flatnonzero(vpm == p0) if p == p0 else np.flatnonzero((vpm == p0) | (vpm == p))
         self.last_affected = aff
         if self._src is not None:
-            d, s = self._source_delta_of(aff)
-            self._src[0][aff] = d
-            self._src[1][aff] = s
+            self._src[0][aff] = self._source_frag_of(aff, bool(self.active[p0]) and bool(self.active[p]))
+            if not (self.active[p0] and self.active[p]):
+                self._src[1][aff] = self.cs[aff] * self.active[vpm[aff]]
 
     def placement_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the (V,) PM and (V,) NUMA node of every VM."""
@@ -391,24 +420,28 @@ class VMState:
         """(V,) change of fragment cores and (V,) change of free cores over the ACTIVE PMs when each
         VM leaves its source (before it lands anywhere). Cached until the next move; read-only."""
         if self._src is None:
-            self._src = self._source_delta_of(None)
+            act = self.active[self.vm_pm]
+            self._src = (self._source_frag_of(None, False), self.cs * act)
         return self._src
 
-    def _source_delta_of(self, vms: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`source_delta` of the VMs ``vms`` (None: all)."""
-        sel = slice(None) if vms is None else vms
+    def _source_frag_of(self, vms: np.ndarray | None, all_active: bool) -> np.ndarray:
+        """First half of :meth:`source_delta` for the VMs ``vms`` (None: all): the change of
+        fragment cores when each leaves its source; ``all_active`` says their PMs are all ACTIVE.
+
+        With ``r = free mod g`` and ``cm = cores per node mod g``, ``(free + c) mod g - free mod g``
+        equals ``cm - g * (r + cm >= g)`` (floor modulo), one term per NUMA node the VM uses."""
         g = self.g
-        fc = self.free_c.ravel()
-        c = self.c[sel]
-        vpm = self.vm_pm[sel]
-        dbl = self.dbl[sel]
-        base = vpm * 2
-        f0 = fc[base + np.where(dbl, 0, self.vm_numa[sel])]
-        d = (f0 + c) % g - f0 % g
-        f1 = fc[base + 1]
-        d += ((f1 + c) % g - f1 % g) * dbl
-        act = self.active[vpm]
-        return d * act, c * self.span[sel] * act
+        r = self.free_c.ravel() % g
+        if vms is None:
+            slot, cm, dbl, vpm = self.slot, self.cm, self.dbl, self.vm_pm
+        else:
+            slot, cm, dbl, vpm = self.slot[vms], self.cm[vms], self.dbl[vms], None  # vpm only if needed
+        d = cm - g * ((r[slot] + cm) >= g)
+        if self.has_dbl and dbl.any():
+            d += (cm - g * ((r[slot | 1] + cm) >= g)) * dbl  # slot | 1: NUMA 1 of the PM
+        if not all_active:
+            d *= self.active[self.vm_pm[vms] if vpm is None else vpm]
+        return d
 
     def class_dest_delta(self) -> np.ndarray:
         """(K, P, 2) change of fragment cores when a VM of class k lands on (PM, NUMA); +inf where

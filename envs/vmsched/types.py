@@ -132,15 +132,18 @@ class VMInstance:
     def usage(self, pm: np.ndarray, numa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(P, 2) used cores, MB and GPUs of a placement (all VMs, every PM whatever its status)."""
         P = self.n_pms
+        pm = np.asarray(pm, dtype=np.int64)
+        dbl = self.vm_span == 2
+        # flat (PM, NUMA) slot of each VM's (first) node; 2-NUMA VMs also take slot + 1 (NUMA 1)
+        slot = 2 * pm + np.where(dbl, 0, numa)
+        slot2 = slot[dbl] + 1
         out = []
         for per in (self.numa_cpu, self.numa_mem, self.numa_gpu):
-            u = np.zeros((P, 2), dtype=np.int64)
-            single = self.vm_span == 1
-            np.add.at(u, (pm[single], numa[single]), per[single])
-            dbl = ~single
-            np.add.at(u, (pm[dbl], np.zeros(int(dbl.sum()), dtype=np.int64)), per[dbl])
-            np.add.at(u, (pm[dbl], np.ones(int(dbl.sum()), dtype=np.int64)), per[dbl])
-            out.append(u)
+            # integer sums through bincount's float64 weights: exact below 2**53
+            u = np.bincount(slot, weights=per, minlength=2 * P)
+            if len(slot2):
+                u += np.bincount(slot2, weights=per[dbl], minlength=2 * P)
+            out.append(u.astype(np.int64).reshape(P, 2))
         return out[0], out[1], out[2]
 
     def with_mnl(self, mnl: int) -> VMInstance:
@@ -188,9 +191,10 @@ class VMSolution:
         """(V,) PM and (V,) NUMA node of every VM after all moves (2-NUMA VMs: numa 0)."""
         pm = instance.init_pm.copy()
         numa = instance.init_numa.copy()
-        for v, p, n in self.moves:
+        span = instance.vm_span
+        for v, p, n in self.moves.tolist():
             pm[v] = p
-            numa[v] = n if instance.vm_span[v] == 1 else 0
+            numa[v] = n if span[v] == 1 else 0
         return pm, numa
 
 

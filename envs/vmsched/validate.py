@@ -33,28 +33,42 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
         return first_only
 
     P, V = int(inst.pm_cpu.shape[0]), int(inst.vm_cpu.shape[0])
-    moves = [tuple(int(x) for x in row) for row in solution.moves]
+    moves = [tuple(row) for row in np.asarray(solution.moves, dtype=np.int64).reshape(-1, 3).tolist()]
     limit = int(inst.mnl if solution.mnl is None else solution.mnl)
     if len(moves) > limit and bad(f"the plan has {len(moves)} migrations, more than the limit {limit}"):
         return out
     spans = inst.vm_span.tolist()
-    shares = [(c // s, m // s, g // s) for c, m, g, s in zip(inst.vm_cpu.tolist(), inst.vm_mem.tolist(),
-                                                           inst.vm_gpu.tolist(), spans)]
 
     def share(v: int) -> tuple[int, int, int]:
-        return shares[v]
+        """Cores, MB and GPUs the VM takes on each NUMA node it uses (half of each for 2-NUMA VMs)."""
+        s = spans[v]
+        return int(inst.vm_cpu[v]) // s, int(inst.vm_mem[v]) // s, int(inst.vm_gpu[v]) // s
 
-    # current placement: per VM its PM and the NUMA nodes it occupies (half the resources each)
+    # current placement: per VM its PM and the NUMA nodes it occupies; VMs not moved yet are where
+    # the snapshot puts them (looked up on demand: a plan touches few of the VMs)
     init_pm, init_numa = inst.init_pm.tolist(), inst.init_numa.tolist()
-    where: list[tuple[int, list[int]]] = [(p, [0, 1] if s == 2 else [n]) for p, n, s in zip(init_pm, init_numa, spans)]
-    # used resources per (pm, numa): sum over the VMs on it
+    moved_to: dict[int, tuple[int, list[int]]] = {}
+
+    def where_of(v: int) -> tuple[int, list[int]]:
+        if v in moved_to:
+            return moved_to[v]
+        return init_pm[v], [0, 1] if spans[v] == 2 else [init_numa[v]]
+
+    # used resources per (pm, numa): sum over the VMs on it in the snapshot, then kept up to date
     used_arr = np.zeros((P, 2, 3), dtype=np.int64)
     per = np.stack([inst.vm_cpu, inst.vm_mem, inst.vm_gpu], axis=1) // inst.vm_span[:, None]
     one = inst.vm_span == 1
     np.add.at(used_arr, (inst.init_pm[one], inst.init_numa[one]), per[one])
     for node in (0, 1):
         np.add.at(used_arr, (inst.init_pm[~one], np.full(int((~one).sum()), node)), per[~one])
-    used = {(p, n): used_arr[p, n].tolist() for p in range(P) for n in (0, 1)}
+    used_cache: dict[tuple[int, int], list[int]] = {}
+
+    def used_at(p: int, node: int) -> list[int]:
+        key = (p, node)
+        if key not in used_cache:
+            used_cache[key] = used_arr[p, node].tolist()
+        return used_cache[key]
+
     host_groups = [[int(x) for x in grp] for grp in inst.host_groups]
     rack_groups = [[int(x) for x in grp] for grp in inst.rack_groups]
     groups_of_vm: dict[int, list[tuple[str, list[int]]]] = {}
@@ -64,7 +78,8 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
     for grp in rack_groups:
         for v in grp:
             groups_of_vm.setdefault(v, []).append(("rack", grp))
-    capacity = {"cores": inst.pm_cpu, "MB": inst.pm_mem, "GPUs": inst.pm_gpu}
+    capacity = {"cores": inst.pm_cpu.tolist(), "MB": inst.pm_mem.tolist(), "GPUs": inst.pm_gpu.tolist()}
+    movable, status, rack = inst.vm_movable.tolist(), inst.pm_status.tolist(), inst.pm_rack.tolist()
     for i, (v, p, n) in enumerate(moves):
         step = f"move {i} (vm {v} -> pm {p}, numa {n})"
         if not (0 <= v < V):
@@ -75,50 +90,51 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
             if bad(f"{step}: no PM {p} / NUMA node {n} (the instance has {P} PMs, NUMA nodes 0 and 1)"):
                 return out
             continue
-        if not bool(inst.vm_movable[v]) and bad(f"{step}: VM {v} is not movable (allow_migration false)"):
+        if not movable[v] and bad(f"{step}: VM {v} is not movable (allow_migration false)"):
             return out
-        if int(inst.pm_status[p]) != 0 and bad(f"{step}: PM {p} is not ACTIVE"):
+        if status[p] != 0 and bad(f"{step}: PM {p} is not ACTIVE"):
             return out
-        span = int(inst.vm_span[v])
+        span = spans[v]
         nodes = [0, 1] if span == 2 else [n]
-        p0, nodes0 = where[v]
+        p0, nodes0 = where_of(v)
         if p0 == p and (span == 2 or nodes0 == nodes):
             if bad(f"{step}: the VM is already there; a move must change the placement"):
                 return out
             continue
         c, m, g = share(v)
         for node in nodes:
-            u = used[(p, node)]
+            u = used_at(p, node)
             for k, (label, need) in enumerate((("cores", c), ("MB", m), ("GPUs", g))):
-                cap = int(capacity[label][p, node])
+                cap = capacity[label][p][node]
                 if u[k] + need > cap and bad(
                         f"{step}: NUMA node {node} of PM {p} has {cap - u[k]} {label} free, the VM needs {need}"):
                     return out
         # execute: release the source, occupy the target
         for node in nodes0:
-            u = used[(p0, node)]
+            u = used_at(p0, node)
             u[0] -= c
             u[1] -= m
             u[2] -= g
         for node in nodes:
-            u = used[(p, node)]
+            u = used_at(p, node)
             u[0] += c
             u[1] += m
             u[2] += g
-        where[v] = (p, nodes)
+        moved_to[v] = (p, nodes)
         for kind, grp in groups_of_vm.get(v, []):
             for w in grp:
                 if w == v:
                     continue
-                pw = where[w][0]
+                pw = where_of(w)[0]
                 if kind == "host" and pw == p:
                     if bad(f"{step}: VM {w} of the same host anti-affinity group is on PM {p}"):
                         return out
-                if kind == "rack" and int(inst.pm_rack[pw]) == int(inst.pm_rack[p]):
-                    if bad(f"{step}: VM {w} of the same rack anti-affinity group is in rack "
-                           f"{int(inst.pm_rack[p])}"):
+                if kind == "rack" and rack[pw] == rack[p]:
+                    if bad(f"{step}: VM {w} of the same rack anti-affinity group is in rack {rack[p]}"):
                         return out
-    final_pm = np.array([w[0] for w in where], dtype=np.int64)
+    final_pm = inst.init_pm.astype(np.int64)
+    for v, (p, _) in moved_to.items():
+        final_pm[v] = p
     left = np.flatnonzero(inst.vm_movable & (inst.pm_status[final_pm] != 0)) if V else []
     for v in left:
         if bad(f"VM {int(v)} is left on PM {int(final_pm[v])}, which is not ACTIVE (it must be evacuated)"):

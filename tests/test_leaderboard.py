@@ -1,0 +1,494 @@
+"""Leaderboard (scripts/leaderboard.py and schedgym.evaluation): resume after an interrupted run,
+store rows against the written tables, published rows kept out of the computed statistics, bad
+input (unknown names, crashing policies, a corrupt store), and the runners agreeing on metrics.
+
+End-to-end checks run the script in a subprocess on tiny suites. Custom suites are YAML files in a
+temporary ``suite/`` folder put on Hydra's search path (``hydra.searchpath=[file://...]``); policies
+defined for these tests live in a small module written next to them and imported through
+``PYTHONPATH`` (``_target_: lbtest_policies.<Class>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schedgym.envs.core.domain import get_domain
+from schedgym.envs.core.errors import UnknownNameError
+from schedgym.evaluation.aggregate import _f, aggregate, to_markdown, with_published
+from schedgym.evaluation.published import published_rows
+from schedgym.evaluation.runners import run_tasks
+from schedgym.evaluation.store import ResultsStore, StoreError
+from schedgym.evaluation.suite import expand_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "leaderboard.py"
+CONF = ROOT / "conf"
+
+POLICIES_MODULE = '''
+"""Policies for tests/test_leaderboard.py (written to a temporary folder on PYTHONPATH)."""
+import os
+import time
+
+from schedgym.baselines.dispatching import DispatchingRulePolicy
+
+
+class CrashingPolicy(DispatchingRulePolicy):
+    """A dispatching rule that raises on the third step of every episode."""
+
+    def reset(self, env):
+        super().reset(env)
+        self.steps = 0
+
+    def act(self, obs, info):
+        self.steps += 1
+        if self.steps == 3:
+            raise RuntimeError("lbtest policy crashed on purpose")
+        return super().act(obs, info)
+
+
+class HangingPolicy(DispatchingRulePolicy):
+    """SPT, except that it blocks while $LBTEST_HANG is set (a run to interrupt)."""
+
+    def act(self, obs, info):
+        if os.environ.get("LBTEST_HANG"):
+            time.sleep(600)
+        return super().act(obs, info)
+'''
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lbconf(tmp_path_factory) -> Path:
+    """A folder with ``suite/*.yaml`` test suites and the ``lbtest_policies`` module."""
+    d = tmp_path_factory.mktemp("lbconf")
+    _write(d / "lbtest_policies.py", POLICIES_MODULE)
+    suites = {
+        # interrupted while the hanging cell runs (it is the last task in submission order)
+        "lbt_resume": [
+            {"env": "jobshop", "instances": ["ft"], "policies": ["spt", "mwkr"]},
+            {"env": "jobshop", "instances": [["ft06"]],
+             "policies": [{"name": "spt", "label": "hang", "overrides": {"_target_": "lbtest_policies.HangingPolicy"}}]},
+        ],
+        # a table with published rows (Taillard 15x15) and one without (ft)
+        "lbt_table": [
+            {"env": "jobshop", "instances": ["taillard_15x15"], "policies": ["spt", "mwkr"]},
+            {"env": "jobshop", "instances": ["ft"], "policies": ["spt", "mwkr", "random"], "seeds": [0, 1]},
+        ],
+        # one policy crashes mid-episode, one at construction (unknown rule), one is fine
+        "lbt_crash": [
+            {"env": "jobshop", "instances": ["ft"],
+             "policies": ["spt",
+                          {"name": "spt", "label": "crashy", "overrides": {"_target_": "lbtest_policies.CrashingPolicy"}},
+                          {"name": "spt", "label": "bad_rule", "overrides": {"rule": "nope"}}]},
+        ],
+    }
+    for name, cells in suites.items():
+        _write(d / "suite" / f"{name}.yaml", yaml.safe_dump({"name": name, "cells": cells}))
+    return d
+
+
+def _suite(lbconf: Path, name: str) -> dict:
+    return yaml.safe_load((lbconf / "suite" / f"{name}.yaml").read_text())
+
+
+def _cmd(lbconf: Path, out: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), f"hydra.searchpath=[file://{lbconf}]", f"hydra.run.dir={out}",
+            "plots=false", "bootstrap=200", *overrides]
+
+
+def _env(lbconf: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(lbconf), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("LBTEST_HANG", None)
+    env.update(extra)
+    return env
+
+
+def run_lb(lbconf: Path, out: Path, *overrides: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(_cmd(lbconf, out, *overrides), cwd=out.parent, env=_env(lbconf, **env),
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def store_rows(path: Path) -> list[dict]:
+    """Rows straight from the SQLite file (not through ResultsStore)."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM episodes")]
+    finally:
+        conn.close()
+
+
+def comparable(status: str, metrics: dict) -> dict:
+    """The metrics two runs of one episode must agree on. Parallel CP-SAT may return another
+    optimal schedule: the same makespan (so gap and bound), not necessarily the same flow time."""
+    if status == "optimal":
+        return {m: metrics[m] for m in ("makespan", "gap_to_bks_pct", "solver_bound")}
+    return metrics
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. resume after an interrupted run recomputes nothing done
+# --------------------------------------------------------------------------------------------------
+
+def test_resume_after_kill_recomputes_nothing_done(lbconf, tmp_path):
+    out = tmp_path / "run"
+    tasks = expand_suite(_suite(lbconf, "lbt_resume"), CONF)
+    assert len(tasks) == 7
+    hang_key = next(t["key"] for t in tasks if t["policy"] == "hang")
+    db = out / "results.sqlite"
+    # the first run (process pool, the default runner) stores 6 episodes, then hangs on the 7th: kill it
+    proc = subprocess.Popen(_cmd(lbconf, out, "suite=lbt_resume", "runner=process", "runner.workers=2"),
+                            cwd=tmp_path, env=_env(lbconf, LBTEST_HANG="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        n = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists():
+                try:
+                    n = len(store_rows(db))
+                except sqlite3.OperationalError:  # created but no table yet, or locked
+                    n = 0
+                if n >= 6:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"run ended before it was interrupted:\n{proc.stdout.read().decode()[-3000:]}"
+        assert n == 6
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    before = {r["key"]: r for r in store_rows(db)}
+    assert len(before) == 6 and hang_key not in before
+    assert all(r["status"] == "ok" for r in before.values())
+    assert not (out / "leaderboard.csv").exists()  # the killed run never got to its tables
+
+    # the rerun computes only the missing episode
+    res = run_lb(lbconf, out, "suite=lbt_resume", "runner=serial")
+    assert "7 episodes, 6 already in" in res.stdout
+    assert "running 1 with runner=serial" in res.stdout
+    after = store_rows(db)
+    keys = [r["key"] for r in after]
+    assert sorted(keys) == sorted(t["key"] for t in tasks)  # every episode, each exactly once
+    for r in after:
+        if r["key"] in before:
+            assert r == before[r["key"]]  # untouched: same created_at, metrics, wall time
+    assert next(r for r in after if r["key"] == hang_key)["status"] == "ok"
+    assert (out / "leaderboard.csv").exists()
+
+    # a third run computes nothing
+    res = run_lb(lbconf, out, "suite=lbt_resume", "runner=serial")
+    assert "7 episodes, 7 already in" in res.stdout and "running 0" in res.stdout
+    assert store_rows(db) == after
+
+
+def test_resume_with_a_larger_suite_runs_only_the_new_cells(tmp_path):
+    """A suite grown by a cell reruns just that cell (the library path the script uses)."""
+    small = {"name": "grow", "cells": [{"env": "jobshop", "instances": ["ft"], "policies": ["spt"]}]}
+    big = {"name": "grow", "cells": [*small["cells"], {"env": "jobshop", "instances": ["ft"], "policies": ["mwkr"]},
+                                     {"env": "jobshop", "instances": ["ft"], "policies": ["spt"]}]}  # a repeat
+    store = ResultsStore(tmp_path / "results.sqlite")
+    store.put_many(run_tasks(expand_suite(small, CONF), runner="serial"))
+    first = {r["key"]: r["created_at"] for r in store.rows()}
+    tasks = expand_suite(big, CONF)
+    assert len(tasks) == 6  # the repeated cell is one set of episodes
+    todo = [t for t in tasks if t["key"] not in store.done_keys()]
+    assert {t["policy"] for t in todo} == {"mwkr"} and len(todo) == 3
+    store.put_many(run_tasks(todo, runner="serial"))
+    rows = store.rows()
+    assert sorted(r["key"] for r in rows) == sorted(t["key"] for t in tasks)
+    assert {r["key"]: r["created_at"] for r in rows if r["key"] in first} == first
+    store.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. the store's rows match the printed and written tables; 3. published rows stay apart
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def table_run(lbconf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("table") / "run"
+    res = run_lb(lbconf, out, "suite=lbt_table", "runner=serial")
+    return out, res.stdout
+
+
+def test_store_rows_match_the_written_tables(lbconf, table_run):
+    out, stdout = table_run
+    rows = store_rows(out / "results.sqlite")
+    assert len(rows) == 2 * 10 + 3 * 3 * 2
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["domain"], r["instance_set"], r["policy"]), []).append(r)
+    csv_rows = {(r["domain"], r["instance_set"], r["policy"], r["metric"]): r
+                for r in read_csv(out / "leaderboard.csv") if r["source"] == "run"}
+    md = (out / "leaderboard.md").read_text()
+    assert md.strip() in stdout  # the printed table is the written one
+    lines = md.splitlines()
+    for (dom, iset, policy), rs in groups.items():
+        primary = get_domain(dom).primary_metric
+        values = [float(json.loads(r["metrics"])[primary]) for r in rs if r["status"] == "ok"]
+        assert len(values) == len(rs)
+        rec = csv_rows[(dom, iset, policy, primary)]
+        assert float(rec["mean"]) == pytest.approx(sum(values) / len(values), rel=1e-12, abs=1e-12)
+        assert int(rec["episodes"]) == len(rs) and int(rec["failed"]) == 0
+        assert float(rec["ci_low"]) <= float(rec["mean"]) <= float(rec["ci_high"])
+        # the markdown row of this policy in this table shows the same mean
+        start = lines.index(f"## {dom} / {iset}")
+        row = next(line for line in lines[start:] if line.startswith("| ") and f"| {policy} |" in line)
+        assert f"| {_f(float(rec['mean']))} [" in row
+        assert row.split("|")[1].strip() == rec["rank"]
+    # ranks follow the means (lower gap is better)
+    for iset in ("taillard_15x15", "ft"):
+        recs = sorted((r for k, r in csv_rows.items() if k[1] == iset and k[3] == "gap_to_bks_pct"),
+                      key=lambda r: int(r["rank"]))
+        means = [float(r["mean"]) for r in recs]
+        assert means == sorted(means) and [int(r["rank"]) for r in recs] == list(range(1, len(recs) + 1))
+
+
+def test_published_rows_sit_beside_but_never_inside_the_aggregates(lbconf, table_run):
+    out, _ = table_run
+    all_csv = read_csv(out / "leaderboard.csv")
+    reported = [r for r in all_csv if r["source"] != "run"]
+    expected = [p for p in published_rows() if p["instance_set"] == "taillard_15x15"]
+    assert expected and len(reported) == len(expected)
+    for r in reported:
+        assert r["source"] == "reported, not run"
+        assert r["instance_set"] == "taillard_15x15"  # only tables that were run get reported rows
+        assert r["rank"] == "" and r["episodes"] == "0" and r["citation"]
+        assert r["ci_low"] == "nan" and r["wall_time_s_per_episode"] == "nan"
+    # the computed records written are exactly the aggregate of the stored rows, nothing else
+    store = ResultsStore(out / "results.sqlite")
+    rows = store.rows()
+    store.close()
+    computed = aggregate(rows, n_boot=200)
+    run_csv = [r for r in all_csv if r["source"] == "run"]
+    assert len(run_csv) == len(computed)
+    for c, w in zip(computed, run_csv):
+        assert (w["policy"], w["metric"], w["rank"]) == (c["policy"], c["metric"], str(c["rank"]))
+        assert float(w["mean"]) == c["mean"] and float(w["ci_low"]) == c["ci_low"] and float(w["ci_high"]) == c["ci_high"]
+    # adding published rows, even better ones under a computed policy's name, changes no computed record
+    fake = [{"domain": "jobshop", "instance_set": s, "policy": p, "metric": "gap_to_bks_pct", "value": v,
+             "citation": "test", "note": ""} for s in ("taillard_15x15", "ft") for p, v in (("spt", -50.0), ("x", 0.0))]
+    for pub in (published_rows(), fake, published_rows() + fake):
+        merged = with_published(computed, pub)
+        assert [r for r in merged if r["source"] == "run"] == computed
+        assert all(r["rank"] is None and r["episodes"] == 0 for r in merged if r["source"] != "run")
+    assert aggregate(rows, n_boot=200) == computed  # and computing again gives the same numbers
+    # in markdown, reported rows come after the computed ones, unranked and labelled
+    md = to_markdown(with_published(computed, fake))
+    ft = md.split("## jobshop / ft\n", 1)[1].split("\n## ", 1)[0]
+    body = [line for line in ft.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
+    assert [line.split("|")[-2].strip().startswith("reported, not run") for line in body] == [False] * 3 + [True] * 2
+    assert all(line.split("|")[1].strip() == "" for line in body[3:])
+    assert [line.split("|")[2].strip() for line in body[3:]] == ["spt", "x"]
+    ranks = {line.split("|")[2].strip(): line.split("|")[1].strip() for line in body[:3]}
+    assert ranks == {r["policy"]: str(r["rank"]) for r in computed
+                     if r["instance_set"] == "ft" and r["metric"] == "gap_to_bks_pct"}
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. bad input
+# --------------------------------------------------------------------------------------------------
+
+def test_unknown_policy_lists_valid_names():
+    suite = {"name": "bad", "cells": [{"env": "jobshop", "instances": ["ft"], "policies": ["spt", "sptt"]}]}
+    with pytest.raises(UnknownNameError) as e:
+        expand_suite(suite, CONF)
+    msg = str(e.value)
+    assert "'sptt'" in msg and "'spt'" in msg and "suite 'bad', cell 0" in msg
+    suite["cells"][0]["policies"] = ["zzzzzzzzzz"]
+    with pytest.raises(UnknownNameError) as e:
+        expand_suite(suite, CONF)
+    names = sorted(p.stem for p in (CONF / "policy").glob("*.yaml"))
+    assert all(n in str(e.value) for n in names)  # every valid name, none left out
+
+
+def test_unknown_policy_on_the_command_line_fails_with_the_names(lbconf, tmp_path):
+    res = run_lb(lbconf, tmp_path / "run", "suite=smoke", "runner=serial", "suite.cells.0.policies=[spt,mwrk]",
+                 check=False)
+    assert res.returncode != 0
+    assert "unknown policy 'mwrk'" in res.stderr and "'mwkr'" in res.stderr
+    assert not (tmp_path / "run" / "results.sqlite").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("env,key,name,match", [
+    ("jobshop", "instances", "taillard_15x51", "'taillard_15x15'"),
+    ("jobshop", "instances", "ftt", "'ft'"),
+    ("gpudag", "workload", "topcuogl", "'topcuoglu'"),
+    ("llmserve", "workload", "azure_con", "'azure_conv'"),
+    ("vmsched", "instances", "vm_smok", "'vm_smoke'"),
+])
+def test_unknown_instance_set_lists_close_matches(env, key, name, match):
+    policy = {"jobshop": "spt", "gpudag": "heft", "llmserve": "srpt", "vmsched": "vm_greedy"}[env]
+    suite = {"name": "bad", "cells": [{"env": env, key: [name], "policies": [policy]}]}
+    with pytest.raises(UnknownNameError) as e:
+        expand_suite(suite, CONF)
+    assert repr(name) in str(e.value) and match in str(e.value)
+
+
+def test_one_label_with_two_configs_in_a_table_is_refused():
+    suite = {"name": "bad", "cells": [{"env": "jobshop", "instances": [["ft06"]], "policies": ["cpsat"],
+                                       "time_limit_s": 5},
+                                      {"env": "jobshop", "instances": [["ft06"]], "policies": ["cpsat"],
+                                       "time_limit_s": 10}]}
+    with pytest.raises(ValueError, match="give one a label"):
+        expand_suite(suite, CONF)
+
+
+def test_crashing_policy_fails_its_cells_with_traceback_and_the_run_goes_on(lbconf, tmp_path):
+    out = tmp_path / "run"
+    res = run_lb(lbconf, out, "suite=lbt_crash", "runner=serial")
+    rows = store_rows(out / "results.sqlite")
+    by_policy: dict[str, list[dict]] = {}
+    for r in rows:
+        by_policy.setdefault(r["policy"], []).append(r)
+    assert {p: len(rs) for p, rs in by_policy.items()} == {"spt": 3, "crashy": 3, "bad_rule": 3}
+    assert all(r["status"] == "ok" and r["error"] == "" for r in by_policy["spt"])
+    for r in by_policy["crashy"]:
+        assert r["status"] == "failed" and r["metrics"] == "{}"
+        assert "Traceback (most recent call last)" in r["error"] and "lbtest policy crashed on purpose" in r["error"]
+    for r in by_policy["bad_rule"]:
+        assert r["status"] == "failed" and "Traceback" in r["error"] and "unknown dispatching rule 'nope'" in r["error"]
+    printed = [line for line in res.stdout.splitlines() if line.startswith("[failed] jobshop ")]
+    assert len(printed) == 6 and any(line.startswith("[failed] jobshop ft06 crashy: RuntimeError") for line in printed)
+    table = {(r["policy"], r["metric"]): r for r in read_csv(out / "leaderboard.csv")}
+    assert table[("crashy", "gap_to_bks_pct")]["failed"] == "3" and table[("crashy", "gap_to_bks_pct")]["rank"] == ""
+    assert table[("crashy", "gap_to_bks_pct")]["mean"] == "nan"
+    assert table[("spt", "gap_to_bks_pct")]["rank"] == "1" and table[("spt", "gap_to_bks_pct")]["failed"] == "0"
+    # failed cells count as done; retry_failed=true reruns exactly them
+    res = run_lb(lbconf, out, "suite=lbt_crash", "runner=serial", "retry_failed=true")
+    assert "9 episodes, 3 already in" in res.stdout
+
+
+def test_corrupt_store_gives_a_clear_error_and_fresh_keeps_the_old_file(tmp_path, lbconf):
+    out = tmp_path / "run"
+    out.mkdir()
+    garbage = b"this is not a database\x00" + bytes(range(256)) * 16
+    (out / "results.sqlite").write_bytes(garbage)
+    res = run_lb(lbconf, out, "suite=smoke", "runner=serial", check=False)
+    assert res.returncode != 0
+    assert "StoreError" in res.stderr and "not a usable results store" in res.stderr and "fresh=true" in res.stderr
+    assert (out / "results.sqlite").read_bytes() == garbage  # untouched
+    res = run_lb(lbconf, out, "suite=smoke", "runner=serial", "fresh=true")
+    backups = list(out.glob("results.sqlite.bak-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == garbage
+    assert f"moved the previous store to {backups[0]}" in res.stdout
+    assert len(store_rows(out / "results.sqlite")) == 7 and (out / "leaderboard.csv").exists()
+
+
+def test_store_error_and_fresh_backups_are_never_overwritten(tmp_path):
+    path = tmp_path / "results.sqlite"
+    store = ResultsStore(path)
+    store.put({"key": "k", "suite": "s", "domain": "jobshop", "env_id": "e", "instance_set": "i", "instance": "x",
+               "policy": "p", "seed": 0, "status": "ok", "wall_time_s": 1.0, "steps": 3, "metrics": {"a": 1.0},
+               "config_hash": "h", "version": "v", "git_commit": "c"})
+    store.close()
+    good = path.read_bytes()
+    # a store truncated in the middle of its pages is refused too
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(StoreError, match="fresh=true"):
+        ResultsStore(path)
+    # another program's SQLite file is refused
+    path.unlink()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE episodes (key TEXT, other TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="unexpected columns"):
+        ResultsStore(path)
+    # two fresh starts within the same second keep both old files
+    contents = []
+    for i in range(3):
+        path.write_bytes(b"old store %d" % i)
+        contents.append(path.read_bytes())
+        s = ResultsStore(path, fresh=True)
+        assert s.backup is not None and s.backup.read_bytes() == contents[-1]
+        s.close()
+        path.unlink()
+    assert sorted(p.read_bytes() for p in tmp_path.glob("results.sqlite.bak-*")) == sorted(contents)
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. runners agree
+# --------------------------------------------------------------------------------------------------
+
+def test_process_runner_matches_serial_on_the_smoke_suite(lbconf, tmp_path):
+    smoke = yaml.safe_load((CONF / "suite" / "smoke.yaml").read_text())
+    serial = {r["key"]: r for r in run_tasks(expand_suite(smoke, CONF), runner="serial")}
+    out = tmp_path / "process"
+    res = run_lb(lbconf, out, "suite=smoke", "runner=process", "runner.workers=2")
+    assert "running 7 with runner=process" in res.stdout
+    process = {r["key"]: r for r in ResultsStore(out / "results.sqlite").rows()}
+    assert process.keys() == serial.keys() and len(serial) == 7
+    for k, a in serial.items():
+        b = process[k]
+        assert (a["status"], a["steps"], a["error"]) == (b["status"], b["steps"], b["error"])
+        assert comparable(a["status"], a["metrics"]) == comparable(b["status"], b["metrics"])
+    # the written table holds the serial run's means, CIs and ranks
+    written = {(r["instance_set"], r["policy"], r["metric"]): r for r in read_csv(out / "leaderboard.csv")}
+    for rec in aggregate(list(serial.values()), n_boot=200):
+        w = written[(rec["instance_set"], rec["policy"], rec["metric"])]
+        assert (float(w["mean"]), float(w["ci_low"]), float(w["ci_high"]), w["rank"], int(w["episodes"])) == (
+            rec["mean"], rec["ci_low"], rec["ci_high"], str(rec["rank"]), rec["episodes"])
+
+
+def test_random_policies_do_not_depend_on_episode_order():
+    """A pool worker runs some subset of the episodes in some order; a seeded random policy must give
+    each episode the same result anyway (and different seeds different episodes)."""
+    suite = {"name": "order", "cells": [{"env": "jobshop", "instances": ["ft"], "seeds": [0, 1],
+                                         "policies": ["random", {"name": "spt", "label": "random_rule",
+                                                                 "overrides": {"rule": "random", "seed": 3}}]}]}
+    tasks = expand_suite(suite, CONF)
+    forward = {r["key"]: r["metrics"] for r in run_tasks(tasks, runner="serial")}
+    backward = {r["key"]: r["metrics"] for r in run_tasks(tasks[::-1], runner="serial")}
+    assert forward == backward
+    by_seed = {}
+    for t in tasks:
+        by_seed.setdefault((t["policy"], t["instance"]), []).append(forward[t["key"]]["makespan"])
+    assert any(len(set(v)) > 1 for v in by_seed.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Ray
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ray_runner_on_a_local_instance(lbconf, tmp_path):
+    pytest.importorskip("ray")
+    res = run_lb(lbconf, tmp_path / "ray", "suite=smoke", "runner=ray", "runner.workers=2", RAY_ADDRESS="")
+    assert "running 7 with runner=ray" in res.stdout
+    rows = {r["key"]: r for r in store_rows(tmp_path / "ray" / "results.sqlite")}
+    serial = {r["key"]: r for r in run_tasks(expand_suite(yaml.safe_load((CONF / "suite" / "smoke.yaml").read_text()),
+                                                          CONF), runner="serial")}
+    assert rows.keys() == serial.keys()
+    for k, r in rows.items():
+        assert r["status"] == serial[k]["status"] and r["status"] in ("ok", "optimal")
+        assert r["steps"] == serial[k]["steps"]
+        assert comparable(r["status"], json.loads(r["metrics"])) == comparable(r["status"], serial[k]["metrics"])
+    assert (tmp_path / "ray" / "leaderboard.csv").exists()
