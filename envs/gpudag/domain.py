@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from schedgym.envs.core.domain import Domain
 from schedgym.envs.gpudag.instances import load_instance, resolve_workload
@@ -26,6 +27,13 @@ def make_env(instance: GPUDagInstance, **env_kwargs: Any) -> gym.Env:
     return gym.make(ENV_ID, instance=instance, **env_kwargs)
 
 
+def render_solution(instance, solution) -> np.ndarray:
+    """Gantt chart (one row per device) of a complete schedule."""
+    from schedgym.envs.gpudag.viewer import gantt_rgb
+
+    return gantt_rgb(instance, solution.start, solution.device)
+
+
 DOMAIN = Domain(
     name="gpudag",
     env_ids=(ENV_ID,),
@@ -38,4 +46,6 @@ DOMAIN = Domain(
     primary_metric="slr",
     lower_is_better=True,
     table_metrics=("makespan", "slr", "speedup", "mean_jct"),
+    objective="makespan",
+    render_solution=render_solution,
 )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 import gymnasium as gym
+import numpy as np
 
 from schedgym.envs.core.domain import Domain
 from schedgym.envs.jobshop.instances import load_instance, resolve_instances
@@ -19,7 +18,7 @@ def env_id_of(instance: JobShopInstance) -> str:
     return "schedgym/FlexibleJobShop-v0" if instance.is_flexible else "schedgym/JobShop-v0"
 
 
-def render_solution(instance: JobShopInstance, solution) -> "np.ndarray":
+def render_solution(instance: JobShopInstance, solution) -> np.ndarray:
     """Gantt chart of a complete schedule."""
     from schedgym.envs.jobshop.viewer import gantt_rgb
 

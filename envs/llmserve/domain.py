@@ -51,6 +51,13 @@ def make_env(instance: LLMServeInstance, mode: str = "queue", **env_kwargs: Any)
     return gym.make(ENV_IDS[mode], instance=instance, max_replicas=max(8, instance.n_replicas), **env_kwargs)
 
 
+def _render_solution(instance, solution):
+    """Latency CDFs and the KV-cache timeline of a complete simulation."""
+    from schedgym.envs.llmserve.viewer import render_rgb
+
+    return render_rgb(instance, solution)
+
+
 DOMAIN = Domain(
     name="llmserve",
     env_ids=tuple(ENV_IDS.values()),
@@ -64,4 +71,5 @@ DOMAIN = Domain(
     lower_is_better=False,
     table_metrics=("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "slo_attainment", "goodput_rps",
                    "throughput_rps"),
+    render_solution=_render_solution,
 )
