@@ -444,7 +444,8 @@ class VMCPSATSolver:
         hint_pm, hint_numa = pm, numa
         warm_s = min(self.warm_start_max_s, self.warm_start_share * limit)
         if warm_s > 0.05:
-            warm = VMCPSATLNSSolver(time_limit_s=warm_s, mnl=mnl, seed=self.seed).solve(instance)
+            lower = start.free_sum % int(instance.granularity)  # the fragment cores cannot go below
+            warm = VMCPSATLNSSolver(time_limit_s=warm_s, mnl=mnl, seed=self.seed, stop_at_frag=lower).solve(instance)
             hint_pm, hint_numa = warm.final_placement(instance)
         left = max(0.05, limit - (time.perf_counter() - t0))
         # every VM that can move is in the model, so the whole budget is the model's

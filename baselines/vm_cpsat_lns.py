@@ -37,10 +37,14 @@ class VMCPSATLNSSolver:
         seed: random seed of the neighbourhood choice.
         mnl: migration number limit (None: the instance's).
         name: policy name in result tables.
+        stop_at_frag: stop as soon as the incumbent has at most this many fragment cores (None:
+            run to the time limit; the full model passes its lower bound ``F mod g``).
     """
 
     def __init__(self, time_limit_s: float | None = None, k: int = 8, k_min: int = 3, k_max: int = 40,
-                 sub_time_s: float = 0.3, seed: int = 0, mnl: int | None = None, name: str = "vm_cpsat_lns"):
+                 sub_time_s: float = 0.3, seed: int = 0, mnl: int | None = None, name: str = "vm_cpsat_lns",
+                 stop_at_frag: int | None = None):
+        self.stop_at_frag = stop_at_frag
         self.time_limit_s = time_limit_s
         self.k, self.k_min, self.k_max = int(k), int(k_min), int(k_max)
         self.sub_time_s = float(sub_time_s)
@@ -75,7 +79,8 @@ class VMCPSATLNSSolver:
         k = self.k
         stats = {"neighbourhoods": 0, "accepted": 0, "optimal": 0, "rejected_order": 0}
         active = np.flatnonzero(inst.pm_active)
-        while time.perf_counter() < deadline - 0.02 and len(active):
+        stop_at = -1 if self.stop_at_frag is None else int(self.stop_at_frag)
+        while time.perf_counter() < deadline - 0.02 and len(active) and frag_cores(inst, pm, numa) > stop_at:
             used, _, _ = inst.usage(pm, numa)
             frag = ((inst.pm_cpu - used) % g).sum(axis=1) * inst.pm_active
             kk = min(k, len(active))

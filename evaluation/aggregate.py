@@ -29,7 +29,8 @@ def aggregate(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, 
     """One record per (domain, instance_set, policy, metric) of the computed rows.
 
     Keys: domain, instance_set, policy, source ("run"), metric, mean, ci_low, ci_high, episodes,
-    failed, wall_time_s_per_episode, rank (by the domain's primary metric, 1 = best).
+    failed, wall_time_s_per_episode, rank (by the domain's primary metric, 1 = best; equal means
+    share a rank; None when no episode of the policy succeeded).
     """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -55,8 +56,8 @@ def aggregate(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, 
         lower = get_domain(dom_name).lower_is_better
         valid = [r for r in recs if math.isfinite(r["mean"])]
         valid.sort(key=lambda r: r["mean"] if lower else -r["mean"])
-        for i, r in enumerate(valid, start=1):
-            r["rank"] = i
+        for i, r in enumerate(valid, start=1):  # equal means share the better rank (1, 2, 2, 4)
+            r["rank"] = valid[i - 2]["rank"] if i > 1 and r["mean"] == valid[i - 2]["mean"] else i
         ranks = {r["policy"]: r["rank"] for r in recs}
         for rec in out:
             if rec["domain"] == dom_name and rec["instance_set"] == recs[0]["instance_set"]:

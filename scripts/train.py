@@ -55,6 +55,8 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     """Self-labeling training (agent=sls_gnn) with TensorBoard logging (synced to W&B when enabled)."""
     import gymnasium as gym
 
+    import torch
+
     from schedgym.agents.self_labeling import greedy_metrics, train_self_labeling
 
     tcfg, algo = cfg.env.train, cfg.agent.algo
@@ -62,6 +64,7 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     generator = env_kwargs.pop("generator")
     env = gym.make(tcfg.env_id, generator=generator, **env_kwargs)
     policy_cls = hydra.utils.get_class(cfg.agent.policy_class)
+    torch.manual_seed(int(cfg.seed))  # the initial weights depend on the seed only
     policy = policy_cls(env.observation_space, env.action_space, lambda _: float(algo.learning_rate), **policy_kwargs)
     metric = tcfg.get("eval_metric", "makespan")
     episodes = int(cfg.eval.episodes or tcfg.get("eval_episodes", 5))
@@ -87,6 +90,7 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
         batch_size=int(algo.batch_size), objective=metric, seed=int(cfg.seed), eval_fn=eval_fn,
         eval_every=int(algo.eval_every), log_fn=log_fn, progress_bar=bool(cfg.progress_bar),
         ckpt_meta={"name": cfg.agent.name, "seed": int(cfg.seed)},
+        label_policies=hydra.utils.instantiate(cfg.agent.get("label_policies") or [], _convert_="all"),
     )
     if writer is not None:
         writer.close()

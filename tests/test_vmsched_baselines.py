@@ -189,3 +189,23 @@ def test_heuristics_and_lns_on_a_medium_instance():
     _check(inst, sol)
     # the LNS keeps improving where the single-move greedy stalls
     assert metrics(inst, sol)["fragment_rate"] < min(results["vm_greedy"], results["vm_joint_greedy"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_tight_full_model_has_the_plain_models_optimum(inst):
+    """The strengthened formulation (residue domains, total tied to F mod g, symmetry breaking,
+    two stages) keeps the plain model's lexicographic optimum: no optimal placement is cut off."""
+    from schedgym.baselines.vm_cpsat import evacuate, solve_placement
+
+    start = evacuate(inst, inst.mnl)
+    pm, numa = start.placement_of()
+    pms = np.flatnonzero(inst.pm_active)
+    plain = solve_placement(inst, pm, numa, pms, inst.mnl, 20.0, inst.mnl)
+    tight = solve_placement(inst, pm, numa, pms, inst.mnl, 20.0, inst.mnl, tight=True, two_stage=True)
+    assert (plain is None) == (tight is None)
+    if plain is None:
+        return
+    assert plain.status == "optimal" and tight.status == "optimal" and tight.moved_optimal
+    assert (tight.frag, tight.moved) == (plain.frag, plain.moved)
+    assert tight.bound_frag == tight.frag

@@ -203,8 +203,33 @@ def _load_bundled(name: str) -> JobShopInstance:
     )
 
 
+def generated_instance(spec: str) -> JobShopInstance:
+    """A generated instance named by its generator and seeds (reproducible from the name):
+
+    * ``gen:taillard:<J>x<M>:<time seed>:<machine seed>``: Taillard's generator;
+    * ``gen:uniform:<J>x<M>:<seed>``: L2D's U[1, 99] generator with ``np.random.default_rng(seed)``.
+    """
+    from schedgym.envs.jobshop.generator import UniformJobShopGenerator, taillard_instance
+
+    parts = spec.split(":")
+    try:
+        kind, size = parts[1], parts[2]
+        j, m = (int(x) for x in size.split("x"))
+        if kind == "taillard" and len(parts) == 5:
+            return taillard_instance(j, m, int(parts[3]), int(parts[4]), name=spec)
+        if kind == "uniform" and len(parts) == 4:
+            inst = UniformJobShopGenerator(j, m)(np.random.default_rng(int(parts[3])))
+            return JobShopInstance(name=spec, job_ptr=inst.job_ptr, proc=inst.proc, eligible=inst.eligible,
+                                   release=inst.release, source=inst.source)
+    except (IndexError, ValueError):
+        pass
+    raise InstanceFormatError(spec, "not a generated-instance name",
+                              fix="use gen:taillard:<J>x<M>:<time seed>:<machine seed> or gen:uniform:<J>x<M>:<seed>")
+
+
 def load_instance(name_or_path: str | Path | JobShopInstance) -> JobShopInstance:
-    """Load a bundled instance by name (``"ta01"``, ``"mk01"``) or read an instance file.
+    """Load a bundled instance by name (``"ta01"``, ``"mk01"``), a generated one by its name
+    (``"gen:taillard:15x15:840612802:398197754"``, see :func:`generated_instance`) or read a file.
 
     Raises:
         UnknownNameError: not a bundled name nor an existing file; lists the close matches.
@@ -213,6 +238,8 @@ def load_instance(name_or_path: str | Path | JobShopInstance) -> JobShopInstance
     if isinstance(name_or_path, JobShopInstance):
         return name_or_path
     key = str(name_or_path)
+    if key.startswith("gen:"):
+        return generated_instance(key)
     if key in _catalogue():
         return _load_bundled(key)
     if key.lower() in _catalogue():
@@ -267,7 +294,7 @@ def resolve_instances(spec: str | list[str]) -> list[str]:
         item = str(item)
         if item in sets:
             out.extend(sets[item])
-        elif item in _catalogue() or Path(item).is_file():
+        elif item in _catalogue() or Path(item).is_file() or item.startswith("gen:"):
             out.append(item)
         else:
             raise UnknownNameError("job-shop instance or set", item, list(sets) + list(_catalogue()))
