@@ -36,8 +36,13 @@ class RandomMaskedPolicy:
     name = "random"
 
     def __init__(self, seed: int | None = None):
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.env: gym.Env | None = None
+
+    def reset_seed(self, episode_seed: int) -> None:
+        """Reseed from (constructor seed, episode seed): the same episode on any runner and order."""
+        self.rng = np.random.default_rng([self.seed or 0, int(episode_seed)])
 
     def reset(self, env: gym.Env) -> None:
         self.env = env

@@ -136,8 +136,13 @@ class DispatchingRulePolicy:
         self.rule = rule
         self.name = rule
         self.scheme = scheme
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.env: Any = None
+
+    def reset_seed(self, episode_seed: int) -> None:
+        """Reseed the ``random`` rule from (constructor seed, episode seed)."""
+        self.rng = np.random.default_rng([self.seed or 0, int(episode_seed)])
 
     def reset(self, env: gym.Env) -> None:
         self.env = env.unwrapped

@@ -260,7 +260,7 @@ def solve_placement(
     new_pm, new_numa = _placement(solver, x)
     frag = int(sum(solver.Value(r) for r in r_vars))
     moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
-    bound = float(np.ceil(solver.BestObjectiveBound() - 1e-9))
+    bound = float(max(0, int(np.ceil(solver.BestObjectiveBound() - 1e-9))))
     frag_status = "optimal" if status == cp_model.OPTIMAL else "feasible"
     left = deadline - time.perf_counter()
     if isinstance(moved_expr, int) or left < 0.05:
@@ -283,7 +283,8 @@ def solve_placement(
         new_pm, new_numa = _placement(solver, x)
         frag = int(sum(solver.Value(r) for r in r_vars))
         moved = int(solver.Value(moved_expr))
-    stats["moved_bound"] = float(np.ceil(solver.BestObjectiveBound() - 1e-9)) if status2 != cp_model.UNKNOWN else None
+    stats["moved_bound"] = (float(max(0, int(np.ceil(solver.BestObjectiveBound() - 1e-9))))
+                            if status2 != cp_model.UNKNOWN else None)
     return SubResult(new_pm, new_numa, frag, moved, frag_status, bound,
                      moved_optimal=status2 == cp_model.OPTIMAL, stats=stats)
 

@@ -108,6 +108,8 @@ class VMCPSATLNSSolver:
                 k = max(self.k_min, k - 1)
                 continue
             better = (res.frag, res.moved) < (old_frag, old_moved)
+            if res.status == "optimal" and not better and len(set(pms.tolist())) == len(active):
+                break  # the neighbourhood was the whole cluster: the incumbent is optimal, stop early
             if res.status == "optimal":
                 stats["optimal"] += 1
                 k = min(self.k_max, k + 1)

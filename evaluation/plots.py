@@ -180,7 +180,9 @@ def vmsched_fr_vs_migrations(rows, tasks_by_key, out: Path) -> list[Path]:
             st.move(v, p, n)
             fr.append(st.fragment_rate())
         mnl = sol.limit(instance)
-        ax.step(np.arange(len(fr)), fr, where="post", label=f"{r['policy']} ({fr[-1]:.3f})")
+        # line styles cycle so that policies with the same plan stay visible
+        ax.step(np.arange(len(fr)), fr, where="post", ls=("-", "--", ":", "-.")[(len(seen) - 1) % 4], lw=1.5,
+                label=f"{r['policy']} ({fr[-1]:.3f}, {sol.n_moves} moves)")
     if not seen:
         return []
     if mnl is not None:

@@ -50,6 +50,15 @@ def _run_id(out_dir: Path) -> str:
     return rid
 
 
+def _load_weights(policy, checkpoint: str) -> None:
+    """Start from a checkpoint's weights (any padded size: the graph policies have no size-dependent
+    parameter)."""
+    from schedgym.agents.checkpoint import read_checkpoint
+
+    policy.load_state_dict(read_checkpoint(checkpoint)["state_dict"], strict=True)
+    print(f"initial weights from {checkpoint}")
+
+
 def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs: dict | None,
                    policy_kwargs: dict) -> dict:
     """Self-labeling training (agent=sls_gnn) with TensorBoard logging (synced to W&B when enabled)."""
@@ -66,6 +75,8 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     policy_cls = hydra.utils.get_class(cfg.agent.policy_class)
     torch.manual_seed(int(cfg.seed))  # the initial weights depend on the seed only
     policy = policy_cls(env.observation_space, env.action_space, lambda _: float(algo.learning_rate), **policy_kwargs)
+    if cfg.agent.get("init_checkpoint"):
+        _load_weights(policy, cfg.agent.init_checkpoint)
     metric = tcfg.get("eval_metric", "makespan")
     episodes = int(cfg.eval.episodes or tcfg.get("eval_episodes", 5))
     if eval_kwargs:

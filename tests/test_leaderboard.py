@@ -58,10 +58,13 @@ class CrashingPolicy(DispatchingRulePolicy):
 
 
 class HangingPolicy(DispatchingRulePolicy):
-    """SPT, except that it blocks while $LBTEST_HANG is set (a run to interrupt)."""
+    """SPT, except that with $LBTEST_HANG set to a folder it leaves a file ``hanging-<pid>`` there
+    and blocks (a run to interrupt)."""
 
     def act(self, obs, info):
-        if os.environ.get("LBTEST_HANG"):
+        folder = os.environ.get("LBTEST_HANG")
+        if folder:
+            open(os.path.join(folder, f"hanging-{os.getpid()}"), "w").close()
             time.sleep(600)
         return super().act(obs, info)
 '''
@@ -79,10 +82,10 @@ def lbconf(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("lbconf")
     _write(d / "lbtest_policies.py", POLICIES_MODULE)
     suites = {
-        # interrupted while the hanging cell runs (it is the last task in submission order)
+        # interrupted while the hanging cell runs (its 3 tasks are the last in submission order)
         "lbt_resume": [
             {"env": "jobshop", "instances": ["ft"], "policies": ["spt", "mwkr"]},
-            {"env": "jobshop", "instances": [["ft06"]],
+            {"env": "jobshop", "instances": ["ft"],
              "policies": [{"name": "spt", "label": "hang", "overrides": {"_target_": "lbtest_policies.HangingPolicy"}}]},
         ],
         # a table with published rows (Taillard 15x15) and one without (ft)
@@ -155,57 +158,91 @@ def read_csv(path: Path) -> list[dict]:
 # 1. resume after an interrupted run recomputes nothing done
 # --------------------------------------------------------------------------------------------------
 
-def test_resume_after_kill_recomputes_nothing_done(lbconf, tmp_path):
+def _start(lbconf: Path, out: Path, hang: Path, *overrides: str) -> subprocess.Popen:
+    """The script in its own process group (like a terminal's foreground job), hanging policies on."""
+    hang.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(_cmd(lbconf, out, *overrides), cwd=out.parent, env=_env(lbconf, LBTEST_HANG=str(hang)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(proc: subprocess.Popen, ready, what: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {what}:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout_s} s")
+        time.sleep(0.05)
+
+
+def _n_rows(db: Path) -> int:
+    try:
+        return len(store_rows(db)) if db.exists() else 0
+    except sqlite3.OperationalError:  # created but no table yet, or locked
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_resume_after_interrupted_runs_recomputes_nothing_done(lbconf, tmp_path):
     out = tmp_path / "run"
     tasks = expand_suite(_suite(lbconf, "lbt_resume"), CONF)
-    assert len(tasks) == 7
-    hang_key = next(t["key"] for t in tasks if t["policy"] == "hang")
+    assert len(tasks) == 9
+    hang_keys = {t["key"] for t in tasks if t["policy"] == "hang"}
     db = out / "results.sqlite"
-    # the first run (process pool, the default runner) stores 6 episodes, then hangs on the 7th: kill it
-    proc = subprocess.Popen(_cmd(lbconf, out, "suite=lbt_resume", "runner=process", "runner.workers=2"),
-                            cwd=tmp_path, env=_env(lbconf, LBTEST_HANG="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    pool = ("suite=lbt_resume", "runner=process", "runner.workers=2")
+
+    # 1. killed (SIGKILL: a crash, OOM kill, lost machine) after 6 episodes are stored; 2 hang, 1 waits
+    proc = _start(lbconf, out, tmp_path / "hang1", *pool)
     try:
-        deadline = time.monotonic() + 180
-        n = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists():
-                try:
-                    n = len(store_rows(db))
-                except sqlite3.OperationalError:  # created but no table yet, or locked
-                    n = 0
-                if n >= 6:
-                    break
-            time.sleep(0.05)
-        assert proc.poll() is None, f"run ended before it was interrupted:\n{proc.stdout.read().decode()[-3000:]}"
-        assert n == 6
+        _wait_for(proc, lambda: _n_rows(db) >= 6 and any((tmp_path / "hang1").iterdir()), "6 stored episodes")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers
-        proc.wait(timeout=30)
-        proc.stdout.close()
+        proc.communicate(timeout=30)
     before = {r["key"]: r for r in store_rows(db)}
-    assert len(before) == 6 and hang_key not in before
+    assert len(before) == 6 and not hang_keys & before.keys()
     assert all(r["status"] == "ok" for r in before.values())
     assert not (out / "leaderboard.csv").exists()  # the killed run never got to its tables
 
-    # the rerun computes only the missing episode
+    # 2. Ctrl-C (SIGINT to the process group) while both pool workers hang and one episode waits:
+    #    the run stops at once (the waiting episode is not started), says how to resume, and leaves
+    #    no worker behind
+    proc = _start(lbconf, out, tmp_path / "hang2", *pool)
+    try:
+        _wait_for(proc, lambda: len(list((tmp_path / "hang2").iterdir())) == 2, "two hanging workers")
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+    assert "9 episodes, 6 already in" in stdout and "running 3 with runner=process" in stdout
+    assert proc.returncode == 130 and "interrupted: 0 of 3 episodes" in stdout and "to resume" in stdout
+    workers = [int(f.name.split("-")[1]) for f in (tmp_path / "hang2").iterdir()]
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+    assert {r["key"]: r for r in store_rows(db)} == before
+
+    # 3. the rerun computes only the missing episodes; the stored ones are untouched
     res = run_lb(lbconf, out, "suite=lbt_resume", "runner=serial")
-    assert "7 episodes, 6 already in" in res.stdout
-    assert "running 1 with runner=serial" in res.stdout
+    assert "9 episodes, 6 already in" in res.stdout and "running 3 with runner=serial" in res.stdout
     after = store_rows(db)
-    keys = [r["key"] for r in after]
-    assert sorted(keys) == sorted(t["key"] for t in tasks)  # every episode, each exactly once
+    assert sorted(r["key"] for r in after) == sorted(t["key"] for t in tasks)  # every episode, once each
     for r in after:
         if r["key"] in before:
-            assert r == before[r["key"]]  # untouched: same created_at, metrics, wall time
-    assert next(r for r in after if r["key"] == hang_key)["status"] == "ok"
+            assert r == before[r["key"]]  # same created_at, metrics, wall time
+        else:
+            assert r["key"] in hang_keys and r["status"] == "ok"
     assert (out / "leaderboard.csv").exists()
-
-    # a third run computes nothing
-    res = run_lb(lbconf, out, "suite=lbt_resume", "runner=serial")
-    assert "7 episodes, 7 already in" in res.stdout and "running 0" in res.stdout
-    assert store_rows(db) == after
 
 
 def test_resume_with_a_larger_suite_runs_only_the_new_cells(tmp_path):
@@ -392,9 +429,13 @@ def test_crashing_policy_fails_its_cells_with_traceback_and_the_run_goes_on(lbco
     assert table[("crashy", "gap_to_bks_pct")]["failed"] == "3" and table[("crashy", "gap_to_bks_pct")]["rank"] == ""
     assert table[("crashy", "gap_to_bks_pct")]["mean"] == "nan"
     assert table[("spt", "gap_to_bks_pct")]["rank"] == "1" and table[("spt", "gap_to_bks_pct")]["failed"] == "0"
-    # failed cells count as done; retry_failed=true reruns exactly them
-    res = run_lb(lbconf, out, "suite=lbt_crash", "runner=serial", "retry_failed=true")
-    assert "9 episodes, 3 already in" in res.stdout
+    # failed cells count as done on a rerun; with retry_failed=true (done_keys(include_failed=False))
+    # exactly they run again
+    store = ResultsStore(out / "results.sqlite")
+    failed = {r["key"] for r in rows if r["status"] == "failed"}
+    assert store.done_keys() == {r["key"] for r in rows}
+    assert store.done_keys(include_failed=False) == {r["key"] for r in rows} - failed
+    store.close()
 
 
 def test_corrupt_store_gives_a_clear_error_and_fresh_keeps_the_old_file(tmp_path, lbconf):

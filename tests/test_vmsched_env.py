@@ -150,3 +150,28 @@ def test_incremental_bookkeeping_matches_a_rebuild(name):
         env._xs = None
         assert np.array_equal(x, env._state_features())
         assert np.array_equal(obs["x"][:, :10], x[:, :10]) and np.array_equal(obs["x"][:, 11], x[:, 11])
+
+
+def test_domain_render_solution_and_fr_plot(tmp_path):
+    """The domain's solution picture, and the leaderboard's fragment-rate-against-migrations plot
+    re-running two policies of a tiny suite cell."""
+    from pathlib import Path
+
+    from schedgym.baselines.vm_common import run_rule
+    from schedgym.baselines.vm_greedy import VMGreedyPolicy
+    from schedgym.evaluation.plots import RERUN_PLOTS, vmsched_fr_vs_migrations
+    from schedgym.evaluation.suite import expand_suite
+
+    dom = get_domain("vmsched")
+    inst = dom.load("gen_s_medium_s1")
+    sol = run_rule(inst, VMGreedyPolicy().rule)
+    img = dom.render_solution(inst, sol)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
+    assert vmsched_fr_vs_migrations in RERUN_PLOTS["vmsched"]
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    tasks = expand_suite({"name": "t", "cells": [{"env": "vmsched", "instances": [["gen_s_medium_s1"]],
+                                                   "policies": ["vm_greedy", "vm_random"]}]}, conf)
+    rows = [{**t, "status": "ok", "metrics": {}} for t in tasks]
+    paths = vmsched_fr_vs_migrations(rows, {t["key"]: t for t in tasks}, tmp_path)
+    assert [p.name for p in paths] == ["vmsched_fr_vs_migrations.png"] and paths[0].stat().st_size > 0
+    assert vmsched_fr_vs_migrations([], {}, tmp_path) == []

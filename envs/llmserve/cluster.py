@@ -11,10 +11,10 @@ import numpy as np
 
 from schedgym.envs.core.errors import InstanceFormatError
 from schedgym.envs.llmserve.configs import DATA_DIR, load_device, load_model
-from schedgym.envs.llmserve.types import ReplicaSpec
+from schedgym.envs.llmserve.types import ROUTERS, ReplicaSpec
 
 GIB = 1024 ** 3
-ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")
+__all__ = ["ROUTERS", "Router", "RouterView", "kv_capacity_blocks"]
 
 
 def kv_capacity_blocks(spec: ReplicaSpec, max_request_tokens: int | None = None) -> int:

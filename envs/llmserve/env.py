@@ -6,7 +6,10 @@ serves a request stream replayed from a trace. ``LLMRouting-v0``: at each arriva
 the replica. ``LLMQueue-v0``: at each iteration boundary of a replica with admissible waiting
 requests the agent picks which one to admit next, or to run the batch as is; this is where SRPT,
 EDF and fairness policies live. Everything else (batch formation, preemption, the other decision)
-follows the cluster's rules (``router`` / ``queue_order`` arguments).
+follows the cluster's rules (``router`` / ``queue_order`` arguments). A workload may disaggregate
+prefill and decode (``pd=2+2``: :mod:`schedgym.envs.llmserve.disagg`): routing then picks among the
+prefill replicas (numbered first; the decode replicas are masked) and the KV hand-off to a decode
+replica follows the workload's ``pd_router``; queue decisions arise on both kinds of replica.
 
 ## Action Space
 * Routing: ``Discrete(max_replicas)``, the replica index.
@@ -18,7 +21,8 @@ Use :meth:`action_masks` (also ``info["action_mask"]``). Invalid actions are no-
 
 ## Observation Space
 The padded graph of :mod:`schedgym.envs.core.graph_obs`. Routing: one node per replica then the
-arriving request's node; edges request -> replica with (blocks the prompt needs / free blocks).
+arriving request's node; edges request -> each replica it may be routed to (all, or the prefill
+replicas of a disaggregated cluster) with (blocks the prompt needs / free blocks, accepts flag).
 Queue: waiting requests (``max_queue`` rows), then running requests (``max_running`` rows), then
 the replica node; edges from every request node to the replica node. Node features (times in
 seconds, lengths in thousands of tokens): 0 waiting flag, 1 running flag, 2 replica flag, 3 prompt,
@@ -50,7 +54,8 @@ env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``
 ``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``.
 
 ## Version History
-* v0: initial release.
+* v0: initial release; prefill/decode disaggregation added as a workload option (off by default, so
+  colocated workloads behave exactly as before).
 """
 
 from __future__ import annotations
@@ -279,8 +284,8 @@ class LLMRoutingEnv(_LLMServeEnv):
         d = self._decision
         if d is None:
             return m
-        R = self.instance.n_replicas
-        fits = [self.sim.fits(rep, d.rid) for rep in self.sim.replicas]
+        R = self.sim.n_route  # all replicas, or the prefill replicas of a disaggregated cluster
+        fits = [self.sim.accepts(rep, d.rid) for rep in self.sim.replicas[:R]]
         m[:R] = fits if any(fits) else True
         return m
 
@@ -293,7 +298,8 @@ class LLMRoutingEnv(_LLMServeEnv):
         return {"rid": d.rid, "prompt": sim.st.prompt[d.rid],
                 "queued": list(sim.view.queued), "running": list(sim.view.running),
                 "kv_used": list(sim.view.kv_used), "kv_total": list(sim.view.kv_total),
-                "pending_blocks": [sum(-(-sim.st.P[w] // rep.bs) for w in rep.waiting) for rep in sim.replicas]}
+                "pending_blocks": [sum(-(-sim.st.P[w] // rep.bs) for w in rep.waiting)
+                                   for rep in sim.replicas[:sim.n_route]]}
 
     def _observation(self) -> dict[str, np.ndarray]:
         R, M = self.instance.n_replicas, self.max_replicas
@@ -312,11 +318,11 @@ class LLMRoutingEnv(_LLMServeEnv):
             self._req_features(x, M, rid, self.sim.replicas[0], True, True)
             x[M, 10] = 0.0
             nm[M] = 1
-            for i, rep in enumerate(self.sim.replicas):
+            for i, rep in enumerate(self.sim.replicas[:self.sim.n_route]):
                 ei[:, i] = (M, i)
                 need = -(-self.sim.st.prompt[rid] // rep.bs)
                 ea[i, 0] = need / max(rep.num_blocks - rep.used, 1)
-                ea[i, 1] = self.sim.fits(rep, rid)
+                ea[i, 1] = self.sim.accepts(rep, rid)
                 em[i] = 1
         mask = self._mask()
         return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,

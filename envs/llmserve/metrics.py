@@ -6,6 +6,11 @@ first token) / (output - 1) (requests with one output token have none); time bet
 TPOT <= its TPOT SLO; rejected requests never do. Rates divide by the span from the first arrival
 to the last completion. Standard names (DESIGN.md): ``ttft_p50_s``, ``ttft_p90_s``, ``ttft_p99_s``,
 ``tpot_p50_s``, ``tpot_p90_s``, ``tpot_p99_s``, ``slo_attainment``, ``goodput_rps``, ``throughput_rps``.
+
+A disaggregated cluster (``instance.pd``) adds: ``kv_transfer_s_mean`` / ``kv_transfer_s_p99`` (transfer
+start to KV usable on the decode replica: bytes / bandwidth + latency), ``kv_handoff_s_mean`` /
+``kv_handoff_s_p99`` (first token to KV usable on the decode replica: waiting for decode-side blocks
+and for the link, plus the transfer), ``kv_transfer_gb`` (GB moved, 1e9 bytes) and ``kv_transfers``.
 """
 
 from __future__ import annotations
@@ -70,4 +75,16 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
         g = np.concatenate(gaps) if gaps else np.zeros(0)
         m["tbt_p50_s"] = _pct(g, 50)
         m["tbt_p99_s"] = _pct(g, 99)
+    if inst.pd is not None:
+        m.update(transfer_metrics(sol))
     return m
+
+
+def transfer_metrics(sol: LLMServeSolution) -> dict[str, float]:
+    """KV-transfer metrics of a disaggregated run (see the module docstring)."""
+    x = sol.n_transfers
+    dur = sol.tx_end - sol.tx_start
+    hand = sol.tx_end - sol.tx_ready
+    return {"kv_transfer_s_mean": float(dur.mean()) if x else 0.0, "kv_transfer_s_p99": _pct(dur, 99) if x else 0.0,
+            "kv_handoff_s_mean": float(hand.mean()) if x else 0.0, "kv_handoff_s_p99": _pct(hand, 99) if x else 0.0,
+            "kv_transfer_gb": float(sol.tx_bytes.sum() / 1e9), "kv_transfers": float(x)}

@@ -20,6 +20,12 @@ Batch formation per scheduler (``ReplicaSpec.scheduler``):
 * ``orca``: running requests (decodes and whole prompts) plus new requests, each reserving blocks
   for the model length at admission; no preemption.
 
+Under prefill/decode disaggregation (:mod:`schedgym.envs.llmserve.disagg`) a prefill replica has a
+``handoff`` list: a request whose prefill completes with more tokens to generate goes there instead
+of back to the running set, keeping its blocks (counted in ``n_held``) until its KV transfer ends; a
+decode replica counts the transfers it has reserved blocks for in ``n_incoming`` and keeps those
+still waiting for room in ``pending_in``.
+
 The simulator (:mod:`schedgym.envs.llmserve.sim`) drives replicas; the admission step is exposed
 (:meth:`Replica.can_admit`, :meth:`Replica.admit`) so an agent or a queue policy can choose the order.
 """
@@ -135,6 +141,12 @@ class Replica:
         self._maxtok = 0
         self._admitted = 0
         self._extra_s = 0.0
+        # prefill/decode disaggregation (unused in a colocated cluster)
+        self.role = "both"  # "prefill" | "decode" | "both"
+        self.handoff: list[int] | None = None  # prefill role: prefills completed in the last iteration
+        self.n_held = 0  # prefill role: handed-off requests still holding KV here (transfer not done)
+        self.n_incoming = 0  # decode role: transfers with blocks reserved here, not arrived yet
+        self.pending_in: list[int] = []  # decode role: handed-off requests waiting for room here
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -168,7 +180,7 @@ class Replica:
             self.log.event(rid, t, 1)
         else:
             self._free(rid)
-            st.P[rid] = st.proc[rid]
+            st.P[rid] = st.prompt[rid] + st.gen[rid]  # the whole known context (a partial prefill keeps its target)
             st.proc[rid] = 0
             st.pdone[rid] = False
             self.waiting.insert(0, rid)
@@ -253,7 +265,7 @@ class Replica:
         keep = []
         for r in sorted(self.swapped):
             need = -(-st.proc[r] // self.bs) if st.pdone[r] else -(-st.P[r] // self.bs)
-            if keep or self.num_blocks - self.used - need < self.watermark or self.n_resident >= self.cap:
+            if keep or self.num_blocks - self.used - need < self.watermark or self.n_resident + self.n_incoming >= self.cap:
                 keep.append(r)
                 continue
             self._alloc(r, need)
@@ -274,7 +286,7 @@ class Replica:
         st = self.st
         if self.swapped and self.kind != "orca":
             return False
-        if len(self.batch) >= self.cap or self.n_resident >= self.cap:
+        if len(self.batch) >= self.cap or self.n_resident + self.n_incoming >= self.cap:
             return False
         if self.kind == "orca":
             return self.num_blocks - self.used >= self.max_blocks_seq
@@ -388,6 +400,7 @@ class Replica:
         P, proc, pdone, gen, out = st.P, st.proc, st.pdone, st.gen, st.output
         done = []
         keep = self.running
+        handoff = self.handoff
         for r, k in zip(self.batch, self.btok):
             if pdone[r]:
                 proc[r] += 1
@@ -400,6 +413,9 @@ class Replica:
                     gen[r] += 1
                     if gen[r] == 1:
                         st.first_token[r] = t
+                    if handoff is not None and gen[r] < out[r]:
+                        handoff.append(r)  # keeps its blocks until its KV transfer ends
+                        continue
             if gen[r] >= out[r]:
                 st.completion[r] = t
                 self.used -= st.blocks[r]

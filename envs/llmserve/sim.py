@@ -1,9 +1,11 @@
 """The discrete-event loop of a serving cluster: arrivals, routing, iteration ends.
 
-Events are the next arrival and each replica's end of iteration (no event heap: a cluster has few
-replicas, a linear scan is faster). At equal times arrivals are processed first. A replica that
-finishes an iteration forms its next batch at once; an idle replica starts one when a request
-reaches it.
+Events are the next arrival, each replica's end of iteration (no event heap: a cluster has few
+replicas, a linear scan is faster) and, under prefill/decode disaggregation, the end of each KV
+transfer (:mod:`schedgym.envs.llmserve.disagg`). At equal times arrivals are processed first, then
+transfer ends, then iteration ends. A replica that finishes an iteration forms its next batch at
+once; an idle replica starts one when a request reaches it (an arrival, or a KV transfer ending on a
+decode replica) or when a transfer frees its blocks.
 
 Decisions can be taken inline (a router callable and a queue-ordering key: the fast path used by
 benchmarks and baselines) or handed out one at a time to an agent: :meth:`Simulator.decisions` is
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from schedgym.envs.llmserve.cluster import Router, RouterView, kv_capacity_blocks
+from schedgym.envs.llmserve.configs import load_model
+from schedgym.envs.llmserve.disagg import KVTransfers
 from schedgym.envs.llmserve.profiles import latency_model
 from schedgym.envs.llmserve.replica import IterLog, Replica, ReqState
 from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
@@ -46,12 +50,13 @@ class Simulator:
     Args:
         instance: the workload and cluster.
         router: ``"round_robin"`` etc. (see :data:`schedgym.envs.llmserve.cluster.ROUTERS`) or a
-            callable ``router(sim, rid) -> replica``; ignored when ``agent_routes``.
+            callable ``router(sim, rid) -> replica``; ignored when ``agent_routes``. Under
+            disaggregation it routes among the prefill replicas (``n_route`` of them, numbered first).
         queue_key: optional queue order for every replica (default FCFS with vLLM's head-of-line
             blocking); ignored when ``agent_admits``.
         agent_routes: yield a ``route`` decision at every arrival.
         agent_admits: yield ``admit`` decisions at iteration boundaries with admissible requests.
-        seed: seed of the random router.
+        seed: seed of the random router (the decode router of a disaggregated cluster uses ``seed + 1``).
     """
 
     def __init__(self, instance: LLMServeInstance, router: str | Callable = "round_robin",
@@ -65,11 +70,14 @@ class Simulator:
         for i, spec in enumerate(instance.replicas):
             lat = latency_model(spec.device, spec.model, spec.tp, spec.pp, spec.cpu_overhead_ms, spec.profile)
             nb = kv_capacity_blocks(spec, max_request_tokens=instance.meta.get("vidur_max_tokens"))
-            from schedgym.envs.llmserve.configs import load_model
-
             max_len = load_model(spec.model).max_model_len
             self.replicas.append(Replica(i, spec, lat, nb, self.st, self.log, min(max_req, max_len)))
-        self.view = RouterView(len(self.replicas), np.array([r.num_blocks for r in self.replicas]))
+        #: replicas that receive arrivals: all, or the prefill replicas of a disaggregated cluster
+        self.n_route = instance.pd.n_prefill if instance.pd is not None else len(self.replicas)
+        self.view = RouterView(self.n_route, np.array([r.num_blocks for r in self.replicas[:self.n_route]]))
+        self.pdx: KVTransfers | None = None
+        if instance.pd is not None:
+            self.pdx = KVTransfers(instance.pd, self.replicas, self.st, self.fits, self._update_view, seed + 1)
         self.router = Router(router, seed) if isinstance(router, str) else router
         self.queue_key = queue_key
         self.agent_routes = agent_routes
@@ -92,22 +100,45 @@ class Simulator:
             return False
         return True
 
+    def fits_prefill(self, rep: Replica, rid: int) -> bool:
+        """Whether prefill replica ``rep`` can ever run the prompt of ``rid`` (disaggregation)."""
+        p = self.st.prompt[rid]
+        if rep.kind == "orca":
+            return p <= rep.max_blocks_seq * rep.bs and rep.max_blocks_seq <= rep.num_blocks
+        if -(-p // rep.bs) > rep.num_blocks - rep.watermark:
+            return False
+        if rep.kind == "vllm_v0" and p > rep.spec.max_tokens_in_batch:
+            return False
+        return True
+
+    def accepts(self, rep: Replica, rid: int) -> bool:
+        """Whether routing ``rid`` to ``rep`` lets it be served (else it is rejected at arrival).
+        Disaggregated: the prompt fits the prefill replica and, unless it wants a single output
+        token, the whole request fits some decode replica."""
+        if self.pdx is None:
+            return self.fits(rep, rid)
+        if not self.fits_prefill(rep, rid):
+            return False
+        return self.st.output[rid] <= 1 or any(self.fits(d, rid) for d in self.pdx.decode)
+
     def _update_view(self, rep: Replica) -> None:
         v, i = self.view, rep.idx
-        v.queued[i] = len(rep.waiting) + len(rep.swapped)
-        v.running[i] = rep.n_resident
+        if i >= self.n_route:
+            v, i = self.pdx.view, i - self.n_route
+        v.queued[i] = len(rep.waiting) + len(rep.swapped) + len(rep.pending_in)
+        v.running[i] = rep.n_resident + rep.n_held + rep.n_incoming
         v.kv_used[i] = rep.used
 
     def _route_inline(self, rid: int) -> int:
         r = self.router
         if isinstance(r, Router):
             if r.kind == "least_kv":
-                pend = [sum(-(-self.st.P[w] // rep.bs) for w in rep.waiting) for rep in self.replicas]
+                pend = [sum(-(-self.st.P[w] // rep.bs) for w in rep.waiting) for rep in self.replicas[:self.n_route]]
                 return r(self.view, self.st.prompt[rid], pend)
             return r(self.view, self.st.prompt[rid])
         return int(r(self, rid))
 
-    def _form_inline(self, rep: Replica, t: float) -> None:
+    def _form_inline(self, rep: Replica, t: float, retry: bool = False) -> None:
         rep.start_formation(t)
         W = rep.waiting
         if W:
@@ -117,9 +148,13 @@ class Simulator:
             while W and rep.can_admit(W[0]):
                 rep.admit(W[0])
         rep.finish_formation(t)
+        if not rep.busy and rep.waiting and not rep.n_resident and not retry:
+            # the decode phase preempted every resident request (one request filling the KV cache
+            # leaves no free block): nothing else would wake this replica, so admit again now
+            return self._form_inline(rep, t, retry=True)
         self._update_view(rep)
 
-    def _form_agent(self, rep: Replica, t: float) -> Generator[Decision, int, None]:
+    def _form_agent(self, rep: Replica, t: float, retry: bool = False) -> Generator[Decision, int, None]:
         rep.start_formation(t)
         while rep.waiting:
             cands = tuple(r for r in rep.waiting if rep.can_admit(r))
@@ -134,12 +169,15 @@ class Simulator:
                     break
             rep.admit(int(choice))
         rep.finish_formation(t)
+        if not rep.busy and rep.waiting and not rep.n_resident and not retry:
+            yield from self._form_agent(rep, t, retry=True)  # as in _form_inline
+            return
         self._update_view(rep)
 
     def _arrive(self, rid: int, target: int, t: float):
         rep = self.replicas[target]
         self.st.replica[rid] = target
-        if not self.fits(rep, rid):
+        if not self.accepts(rep, rid):
             self.rejected[rid] = True
             self.n_done += 1
             return None
@@ -154,6 +192,8 @@ class Simulator:
         n = len(arr)
         reps = self.replicas
         inline_admit = not self.agent_admits
+        pdx = self.pdx
+        n_route = self.n_route
         while True:
             tmin, rmin = math.inf, None
             for rep in reps:
@@ -161,14 +201,15 @@ class Simulator:
                     tmin, rmin = rep.t_end, rep
             ai = self.next_arrival
             ta = arr[ai] if ai < n else math.inf
-            if ta == math.inf and rmin is None:
+            tx = pdx.next_end if pdx is not None else math.inf
+            if ta == math.inf and rmin is None and tx == math.inf:
                 break
-            if ta <= tmin:
+            if ta <= tmin and ta <= tx:
                 self.now = ta
                 self.next_arrival = ai + 1
                 if self.agent_routes:
                     target = yield Decision("route", ta, rid=ai)
-                    target = int(target) if target is not None and 0 <= int(target) < len(reps) else 0
+                    target = int(target) if target is not None and 0 <= int(target) < n_route else 0
                 else:
                     target = self._route_inline(ai)
                 rep = self._arrive(ai, target, ta)
@@ -177,14 +218,28 @@ class Simulator:
                         self._form_inline(rep, ta)
                     else:
                         yield from self._form_agent(rep, ta)
+            elif tx <= tmin:
+                self.now = tx
+                _, src, dst = pdx.complete()
+                for rep in (src, dst):
+                    if not rep.busy:
+                        if inline_admit:
+                            self._form_inline(rep, tx)
+                        else:
+                            yield from self._form_agent(rep, tx)
+                pdx.try_book(dst, tx)
             else:
                 self.now = tmin
                 done = rmin.end_batch()
                 self.n_done += len(done)
+                if pdx is not None and rmin.handoff:
+                    pdx.handoff(rmin, tmin)
                 if inline_admit:
                     self._form_inline(rmin, tmin)
                 else:
                     yield from self._form_agent(rmin, tmin)
+                if pdx is not None and rmin.role == "decode":
+                    pdx.try_book(rmin, tmin)
         self.done = True
 
     def run(self) -> LLMServeSolution:
@@ -208,7 +263,8 @@ class Simulator:
             ev_time=np.array(log.ev_time), ev_kind=np.array(log.ev_kind, np.int64),
             num_blocks=np.array([r.num_blocks for r in self.replicas], np.int64),
             block_size=self.replicas[0].bs if self.replicas else 16,
-            kv_peak_blocks=np.array([r.peak for r in self.replicas], np.int64))
+            kv_peak_blocks=np.array([r.peak for r in self.replicas], np.int64),
+            **(self.pdx.arrays() if self.pdx is not None else {}))
 
     @property
     def iterations(self) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 SCHEDULERS = ("vllm_v0", "sarathi", "orca")
+ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")  #: global routing rules (cluster.Router)
 PREEMPTION = ("recompute", "swap")
 KV_CAPACITY = ("memory", "vidur")
 
@@ -71,6 +72,51 @@ class ReplicaSpec:
             raise ValueError(f"kv_capacity must be one of {KV_CAPACITY}, got {self.kv_capacity!r}")
 
 
+@dataclass(frozen=True)
+class PDSpec:
+    """Prefill/decode disaggregation (as in DistServe, OSDI 2024, and Splitwise, ISCA 2024).
+
+    Replicas ``0 .. n_prefill-1`` are prefill replicas: arrivals are routed among them, they run the
+    prompt and emit the first output token. The request's KV cache (``prompt`` tokens x the model's
+    KV bytes per token, all layers and KV heads) then moves over the prefill replica's link to one of
+    the decode replicas ``n_prefill .. n_prefill+n_decode-1``, which generates the remaining tokens.
+    The decode replica reserves the blocks for the incoming cache before the transfer starts; the
+    prefill replica frees its blocks when the transfer completes. Each prefill replica has one
+    outgoing link: its transfers use it one after another (FIFO), each taking ``bytes / bandwidth``
+    of link time, plus ``link_latency_s`` before the data is usable on the decode side.
+
+    Attributes:
+        n_prefill: prefill replicas (the first ones of ``LLMServeInstance.replicas``).
+        n_decode: decode replicas (the rest).
+        link_gbps: bandwidth of each prefill replica's link, GB/s (1e9 bytes per second; the unit of
+            ``DeviceConfig.pcie_gbps``). 25 GB/s is a 200 Gbit/s InfiniBand NIC.
+        link_latency_s: fixed latency added to every transfer, seconds.
+        decode_router: rule choosing the decode replica when a prefill completes (one of
+            :data:`ROUTERS`; ``least_kv``: lowest fraction of KV blocks in use or awaited).
+    """
+
+    n_prefill: int
+    n_decode: int
+    link_gbps: float = 25.0
+    link_latency_s: float = 1e-5
+    decode_router: str = "least_kv"
+
+    def __post_init__(self):
+        if self.n_prefill < 1 or self.n_decode < 1:
+            raise ValueError(f"disaggregation needs at least one prefill and one decode replica, got "
+                             f"{self.n_prefill}+{self.n_decode}")
+        if not self.link_gbps > 0:
+            raise ValueError(f"link_gbps must be positive, got {self.link_gbps}")
+        if not self.link_latency_s >= 0:
+            raise ValueError(f"link latency must be >= 0, got {self.link_latency_s}")
+        if self.decode_router not in ROUTERS:
+            raise ValueError(f"decode_router must be one of {ROUTERS}, got {self.decode_router!r}")
+
+    @property
+    def n_replicas(self) -> int:
+        return self.n_prefill + self.n_decode
+
+
 @dataclass(frozen=True, eq=False)
 class LLMServeInstance:
     """A serving problem: a request stream and the cluster that serves it.
@@ -89,6 +135,7 @@ class LLMServeInstance:
         rate: nominal arrival rate, requests per second.
         source: trace / generator description.
         meta: free-form details.
+        pd: prefill/decode disaggregation of the replicas (None: every replica serves whole requests).
     """
 
     name: str
@@ -104,6 +151,12 @@ class LLMServeInstance:
     rate: float = 0.0
     source: str = ""
     meta: dict = field(default_factory=dict)
+    pd: PDSpec | None = None
+
+    def __post_init__(self):
+        if self.pd is not None and self.pd.n_replicas != len(self.replicas):
+            raise ValueError(f"pd={self.pd.n_prefill}+{self.pd.n_decode} needs {self.pd.n_replicas} replicas, "
+                             f"the instance has {len(self.replicas)}")
 
     @property
     def n_requests(self) -> int:
@@ -151,6 +204,16 @@ class LLMServeSolution:
         block_size: tokens per block.
         kv_peak_blocks: (R,) int64 most blocks the simulator held at once (its own accounting).
         status: ``feasible``.
+        decode_replica: (N,) int64 decode replica of each request under disaggregation (-1: none:
+            colocated cluster, rejected, or a one-token output finished on its prefill replica);
+            ``replica`` is then the prefill replica.
+        tx_req, tx_src, tx_dst: (X,) int64 KV transfers: request, prefill (source) and decode
+            (destination) replica.
+        tx_tokens: (X,) int64 tokens of KV cache moved.
+        tx_bytes: (X,) float64 bytes moved.
+        tx_ready: (X,) float64 time the prefill finished (first token), seconds.
+        tx_start: (X,) float64 time the transfer started on the link (decode blocks reserved), seconds.
+        tx_end: (X,) float64 time the KV cache is usable on the decode replica, seconds.
     """
 
     replica: np.ndarray
@@ -173,6 +236,19 @@ class LLMServeSolution:
     kv_peak_blocks: np.ndarray | None = None
     status: str = "feasible"
     bound: float | None = None
+    decode_replica: np.ndarray | None = None
+    tx_req: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tx_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tx_dst: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tx_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tx_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tx_ready: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tx_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tx_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def n_transfers(self) -> int:
+        return int(self.tx_req.shape[0])
 
     @property
     def n_iterations(self) -> int:

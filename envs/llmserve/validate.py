@@ -16,6 +16,19 @@ times and checks:
   that replica (``ceil(KV tokens / block_size)`` each) do not exceed the replica's blocks, and those
   blocks do not exceed what the device memory allows;
 * rejections: only requests that can never fit the replica are rejected.
+
+Prefill/decode disaggregation (``instance.pd``): a request routed to a prefill replica runs its
+prompt there and emits its first token there (TTFT ends on the prefill replica); then, if it wants
+more tokens, its KV cache (``tx_tokens`` tokens) moves to a decode replica. The transfer is checked
+against the problem: it carries exactly the context the prefill wrote (its first token emitted),
+starts no earlier than that first token, takes at least ``bytes / bandwidth + latency`` with
+``bytes = tokens x 2 x layers x KV heads x head dim x bytes per element`` (computed here from the
+model config), and transfers of one prefill replica's link do not overlap in their
+``bytes / bandwidth`` busy time. The request is processed on its prefill replica only before the
+transfer starts and on the decode replica only after it ends (causality), never decodes on a
+prefill replica, and token conservation holds across the two replicas. The KV check counts the copy
+on the decode replica from the transfer's start and the copy on the prefill replica until its end,
+so KV never exceeds capacity on either side.
 """
 
 from __future__ import annotations
@@ -48,17 +61,28 @@ def _max_blocks(inst: LLMServeInstance, r: int) -> int:
     return int(free // per_tok) // s.block_size
 
 
+def kv_bytes_per_token(inst: LLMServeInstance, r: int) -> int:
+    """Bytes of KV cache of one token of the whole model of replica ``r``: 2 (K and V) x layers x KV
+    heads x head dim x bytes per element (the problem's definition of what a transfer carries)."""
+    from schedgym.envs.llmserve.configs import load_model
+
+    m = load_model(inst.replicas[r].model)
+    return 2 * m.num_layers * m.num_kv_heads * (m.embedding_dim // m.num_q_heads) * m.dtype_bytes
+
+
 def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True,
            want_token_times: bool = False) -> dict:
-    """Replay the iteration log. Returns ``gen`` (N,), ``first`` (N,), ``last`` (N,), per-replica KV
-    block usage at each iteration end (``kv_blocks`` (I,)), and optionally ``token_times`` (a list
-    of per-request emission-time lists). Raises :class:`InfeasibleSolution` when ``check``."""
+    """Replay the iteration log (in order of iteration ends). Returns ``gen`` (N,), ``first`` (N,),
+    ``last`` (N,), per-replica KV block usage at each iteration end (``kv_blocks`` (I,)), and
+    optionally ``token_times`` (a list of per-request emission-time lists). Raises
+    :class:`InfeasibleSolution` when ``check``."""
     inst = instance
     n = inst.n_requests
     prompt = inst.prompt.tolist()
     output = inst.output.tolist()
     arrival = inst.arrival.tolist()
     rep_of = sol.replica.tolist()
+    loc = list(rep_of)  # the replica holding each request's KV (changes when a KV transfer ends)
     bs = int(sol.block_size)
     R = inst.n_replicas
     nblocks = sol.num_blocks.tolist()
@@ -83,26 +107,68 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
     req = sol.it_req.tolist()
     tok = sol.it_tokens.tolist()
     kv_trace = np.zeros(len(it_s), np.int64)
+    # KV transfers (disaggregation): per request its transfer; a time-ordered stream of transfer
+    # starts (kind 0: the copy appears on the decode replica) and ends (kind 1: the request moves
+    # there, the prefill replica's copy is freed)
+    n_prefill = inst.pd.n_prefill if inst.pd is not None else 0  # replicas that must not decode
+    tx_req = sol.tx_req.tolist()
+    tx_src, tx_dst, tx_tok = sol.tx_src.tolist(), sol.tx_dst.tolist(), sol.tx_tokens.tolist()
+    tx_s, tx_e = sol.tx_start.tolist(), sol.tx_end.tolist()
+    tx_of: dict[int, int] = {}
+    for x, r in enumerate(tx_req):
+        tx_of.setdefault(r, x)
+    txev = sorted([(tx_s[x], 0, x) for x in range(len(tx_req))] + [(tx_e[x], 1, x) for x in range(len(tx_req))])
+    nt, ti = len(txev), 0
 
     def fail(msg: str):
         if check:
             raise InfeasibleSolution(msg)
 
-    for i in range(len(it_s)):
+    def transfers_until(t: float) -> None:
+        nonlocal ti
+        while ti < nt and txev[ti][0] <= t:
+            _, kind, x = txev[ti]
+            ti += 1
+            r, src, dst, tk = tx_req[x], tx_src[x], tx_dst[x], tx_tok[x]
+            if not (0 <= src < R and 0 <= dst < R):
+                fail(f"transfer {x} of request {r}: replicas {src} -> {dst} out of range 0..{R - 1}")
+                continue
+            if kind == 0:
+                kv_used[dst] += -(-tk // bs)
+                if check and kv_used[dst] > nblocks[dst]:
+                    fail(f"transfer {x} of request {r} starting at {tx_s[x]:.6f}: the KV on decode replica {dst} "
+                         f"needs {kv_used[dst]} blocks, more than its {nblocks[dst]} blocks")
+                continue
+            if check:
+                if loc[r] != src:
+                    fail(f"transfer {x}: request {r}'s KV is on replica {loc[r]}, not on the source {src}")
+                if ctx[r] != tk or gen[r] < 1:
+                    fail(f"transfer {x}: request {r} moves {tk} tokens of KV but its prefill wrote {ctx[r]} "
+                         f"and emitted {gen[r]} tokens (the whole prompt and the first token must be done)")
+            if resident[r]:
+                kv_used[src] -= -(-ctx[r] // bs)
+            ctx[r] = tk
+            resident[r] = True
+            loc[r] = dst
+
+    order = np.argsort(np.asarray(sol.it_end), kind="stable").tolist()
+    for i in order:
         s, e, rp = it_s[i], it_e[i], it_rep[i]
+        if nt:
+            transfers_until(s + EPS)
         while ei < ne and ev_t[ei] <= s + EPS:
             r, k = ev_r[ei], ev_k[ei]
             ei += 1
             if k in (0, 1):
                 if resident[r]:
-                    kv_used[rep_of[r]] -= -(-ctx[r] // bs)
+                    kv_used[loc[r]] -= -(-ctx[r] // bs)
                     resident[r] = False
                 if k == 0:
                     ctx[r] = 0
             elif k == 2:
-                if not resident[r] and rep_of[r] >= 0:
+                if not resident[r] and loc[r] >= 0:
                     resident[r] = True
-                    kv_used[rep_of[r]] += -(-ctx[r] // bs)
+                    kv_used[loc[r]] += -(-ctx[r] // bs)
         if check:
             if not (0 <= rp < R):
                 fail(f"iteration {i}: replica {rp} out of range 0..{R - 1}")
@@ -114,8 +180,22 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
         for j in range(ptr[i], ptr[i + 1]):
             r, k = req[j], tok[j]
             if check:
-                if rep_of[r] != rp:
+                if loc[r] != rp:
+                    if r in tx_of:
+                        x = tx_of[r]
+                        fail(f"request {r} processed on replica {rp} in iteration {i} [{s:.6f}, {e:.6f}] but its KV "
+                             f"moves from replica {tx_src[x]} to {tx_dst[x]} over [{tx_s[x]:.6f}, {tx_e[x]:.6f}]")
                     fail(f"request {r} processed on replica {rp} but routed to {rep_of[r]}")
+                if r in tx_of:
+                    x = tx_of[r]
+                    if rp == tx_src[x] and e > tx_s[x] + EPS:
+                        fail(f"request {r} processed on its prefill replica {rp} until {e:.6f}, after its KV transfer "
+                             f"started at {tx_s[x]:.6f}")
+                    if rp == tx_dst[x] and s < tx_e[x] - EPS:
+                        fail(f"request {r} processed on decode replica {rp} at {s:.6f} before its KV arrived at "
+                             f"{tx_e[x]:.6f}")
+                if rp < n_prefill and gen[r] >= 1:
+                    fail(f"request {r} decodes on prefill replica {rp} (iteration {i})")
                 if s < arrival[r] - EPS:
                     fail(f"request {r} processed at {s:.6f} before its arrival at {arrival[r]:.6f}")
                 if gen[r] >= output[r]:
@@ -143,6 +223,8 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                     last[r] = e
                     resident[r] = False
                     kv_used[rp] -= -(-ctx[r] // bs)
+        if nt:
+            transfers_until(e)
         kv_trace[i] = kv_used[rp]
         if check and kv_used[rp] > nblocks[rp]:
             fail(f"iteration {i} (t={e:.6f}) on replica {rp}: the resident requests' KV needs {kv_used[rp]} blocks "
@@ -174,15 +256,29 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
     if np.any((sol.replica[served] < 0) | (sol.replica[served] >= R)):
         raise InfeasibleSolution("a served request has no valid replica")
     bs = sol.block_size
+
+    def too_long(tokens: int, rp: int) -> bool:
+        spec = inst.replicas[rp]
+        wm = int(spec.watermark_fraction * sol.num_blocks[rp])
+        return (-(-tokens // bs) > sol.num_blocks[rp] - wm or
+                (spec.scheduler == "vllm_v0" and tokens > spec.max_tokens_in_batch))
+
+    pd = inst.pd
     for r in np.flatnonzero(sol.rejected):
         total = int(inst.prompt[r] + inst.output[r])
         rp = int(sol.replica[r]) if sol.replica[r] >= 0 else 0
-        spec = inst.replicas[rp]
-        wm = int(spec.watermark_fraction * sol.num_blocks[rp])
-        too_long = (-(-total // bs) > sol.num_blocks[rp] - wm or
-                    (spec.scheduler == "vllm_v0" and total > spec.max_tokens_in_batch))
-        if not too_long:
-            raise InfeasibleSolution(f"request {r} ({total} tokens) was rejected but fits replica {rp}")
+        if pd is None:
+            if not too_long(total, rp):
+                raise InfeasibleSolution(f"request {r} ({total} tokens) was rejected but fits replica {rp}")
+        elif not (too_long(int(inst.prompt[r]), rp) or
+                  (inst.output[r] > 1 and all(too_long(total, d) for d in range(pd.n_prefill, R)))):
+            raise InfeasibleSolution(f"request {r} (prompt {inst.prompt[r]}, {total} tokens) was rejected but its "
+                                     f"prompt fits prefill replica {rp} and the request fits a decode replica")
+    if pd is not None:
+        _check_transfers(inst, sol)
+    elif sol.n_transfers:
+        raise InfeasibleSolution(f"the solution has {sol.n_transfers} KV transfers but the cluster is not "
+                                 f"disaggregated (instance.pd is None)")
     rp = replay(inst, sol, check=True)
     gen = rp["gen"]
     bad = np.flatnonzero(served & (gen != inst.output))
@@ -200,3 +296,81 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
         raise InfeasibleSolution("a request's first token comes after its completion (TTFT > end-to-end)")
     if np.any(sol.first_token[served] < inst.arrival[served] - EPS):
         raise InfeasibleSolution("a request's first token comes before its arrival")
+    if sol.n_transfers:
+        first = rp["first"][sol.tx_req]
+        bad = np.flatnonzero(~(sol.tx_start >= first - EPS))
+        if len(bad):
+            x = int(bad[0])
+            raise InfeasibleSolution(f"transfer {x} of request {sol.tx_req[x]} starts at {sol.tx_start[x]:.6f}, before "
+                                     f"its prefill emitted the first token at {first[x]:.6f}")
+
+
+def _check_transfers(inst: LLMServeInstance, sol: LLMServeSolution) -> None:
+    """The disaggregation checks that need no replay (see the module docstring)."""
+    pd = inst.pd
+    n, R, P = inst.n_requests, inst.n_replicas, pd.n_prefill
+    if pd.n_replicas != R:
+        raise InfeasibleSolution(f"pd={pd.n_prefill}+{pd.n_decode} but the instance has {R} replicas")
+    if sol.decode_replica is None or sol.decode_replica.shape != (n,):
+        shape = None if sol.decode_replica is None else sol.decode_replica.shape
+        raise InfeasibleSolution(f"solution.decode_replica has shape {shape}, expected ({n},)")
+    X = sol.n_transfers
+    for name in ("tx_src", "tx_dst", "tx_tokens", "tx_bytes", "tx_ready", "tx_start", "tx_end"):
+        if getattr(sol, name).shape != (X,):
+            raise InfeasibleSolution(f"solution.{name} has shape {getattr(sol, name).shape}, expected ({X},)")
+    served = ~sol.rejected
+    bad = np.flatnonzero(served & (sol.replica >= P))
+    if len(bad):
+        raise InfeasibleSolution(f"request {bad[0]} was routed to replica {sol.replica[bad[0]]}, a decode replica "
+                                 f"(prefill replicas are 0..{P - 1})")
+    req = sol.tx_req
+    if np.any((req < 0) | (req >= n)):
+        raise InfeasibleSolution("a KV transfer names a request out of range")
+    counts = np.bincount(req, minlength=n)
+    need = served & (inst.output > 1)
+    wrong = np.flatnonzero(counts != need.astype(np.int64))
+    if len(wrong):
+        r = int(wrong[0])
+        raise InfeasibleSolution(f"request {r} has {counts[r]} KV transfers; every served request with more than one "
+                                 f"output token needs exactly one (prefill replica -> decode replica)")
+    has_dec = np.zeros(n, bool)
+    has_dec[req] = True
+    if np.any(sol.decode_replica[~has_dec] != -1):
+        r = int(np.flatnonzero(sol.decode_replica[~has_dec] != -1)[0])
+        raise InfeasibleSolution(f"request {np.flatnonzero(~has_dec)[r]} has a decode replica but no KV transfer")
+    bw = pd.link_gbps * 1e9
+    for x in range(X):
+        r, src, dst = int(req[x]), int(sol.tx_src[x]), int(sol.tx_dst[x])
+        if src != sol.replica[r] or not 0 <= src < P:
+            raise InfeasibleSolution(f"transfer {x} of request {r} leaves replica {src}, not its prefill replica "
+                                     f"{sol.replica[r]}")
+        if dst != sol.decode_replica[r] or not P <= dst < R:
+            raise InfeasibleSolution(f"transfer {x} of request {r} goes to replica {dst}, not a decode replica "
+                                     f"{P}..{R - 1} equal to its decode_replica {sol.decode_replica[r]}")
+        if inst.replicas[src].model != inst.replicas[dst].model:
+            raise InfeasibleSolution(f"transfer {x}: KV of model {inst.replicas[src].model} sent to a replica of "
+                                     f"{inst.replicas[dst].model}")
+        tok = int(sol.tx_tokens[x])
+        nbytes = tok * kv_bytes_per_token(inst, src)
+        if tok < 1 or abs(float(sol.tx_bytes[x]) - nbytes) > 1e-6 * nbytes:
+            raise InfeasibleSolution(f"transfer {x} of request {r}: {sol.tx_bytes[x]} bytes for {tok} tokens, expected "
+                                     f"{nbytes} ({kv_bytes_per_token(inst, src)} bytes of KV per token)")
+        least = nbytes / bw + pd.link_latency_s
+        dur = float(sol.tx_end[x] - sol.tx_start[x])
+        if not dur >= least * (1 - 1e-9) - EPS:
+            raise InfeasibleSolution(f"transfer {x} of request {r} takes {dur:.9f} s, less than bytes / bandwidth + "
+                                     f"latency = {nbytes} / {bw:g} + {pd.link_latency_s:g} = {least:.9f} s")
+        if not sol.tx_start[x] >= sol.tx_ready[x] - EPS:
+            raise InfeasibleSolution(f"transfer {x} of request {r} starts at {sol.tx_start[x]:.6f} before it was ready "
+                                     f"at {sol.tx_ready[x]:.6f}")
+    for src in range(P):
+        sel = np.flatnonzero(sol.tx_src == src)
+        if len(sel) < 2:
+            continue
+        o = sel[np.argsort(sol.tx_start[sel], kind="stable")]
+        busy_end = sol.tx_start[o] + sol.tx_bytes[o] / bw
+        k = np.flatnonzero(sol.tx_start[o[1:]] < busy_end[:-1] - 1e-9 * np.maximum(busy_end[:-1], 1.0))
+        if len(k):
+            a, b = int(o[k[0]]), int(o[k[0] + 1])
+            raise InfeasibleSolution(f"transfers {a} and {b} overlap on the link of prefill replica {src}: {b} starts at "
+                                     f"{sol.tx_start[b]:.9f} while {a} occupies it until {busy_end[k[0]]:.9f}")

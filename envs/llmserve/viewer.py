@@ -31,10 +31,13 @@ def figure(instance: LLMServeInstance, sol: LLMServeSolution, now: float | None 
     axes[1].set_xlabel("time per output token (s)")
     kv = replay(instance, sol, check=False)["kv_blocks"]
     ax = axes[2]
+    pd = instance.pd
     for r in range(instance.n_replicas):
         sel = sol.it_replica == r
+        role = "" if pd is None else (" (prefill)" if r < pd.n_prefill else " (decode)")
         if sel.any():
-            ax.step(sol.it_end[sel], kv[sel] / max(sol.num_blocks[r], 1), where="post", lw=0.8, label=f"replica {r}")
+            ax.step(sol.it_end[sel], kv[sel] / max(sol.num_blocks[r], 1), where="post", lw=0.8,
+                    label=f"replica {r}{role}")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("KV cache in use (fraction)")
     ax.set_ylim(0, 1.05)

@@ -13,6 +13,12 @@ cap on prompt+output [the model's length], ``ttft``/``tpot`` SLOs in seconds [pe
 ``scheduler`` [vllm_v0], ``batch_cap`` [128], ``max_tokens_in_batch`` [4096], ``chunk_size`` [512],
 ``preemption`` [recompute], ``kv_capacity`` [memory].
 
+Prefill/decode disaggregation (off unless ``pd`` is given; see :mod:`schedgym.envs.llmserve.disagg`):
+``pd=<P>+<D>`` P prefill and D decode replicas (replaces ``replicas``), ``link_gbps`` bandwidth of
+each prefill replica's link in GB/s (1e9 bytes/s, like ``pcie_gbps``) [25], ``link_latency_us``
+per-transfer latency in microseconds [10], ``pd_router`` decode-replica rule [least_kv]. Example:
+``azure_conv:rate=18:n=1000:pd=2+2:link_gbps=25:ttft=0.5:tpot=0.05``.
+
 Traces (see ``envs/data/ATTRIBUTION.md``): ``azure_conv`` (19,366 requests), ``azure_code`` (8,819),
 ``arxiv_sum`` (28,257, no arrival times), ``sharegpt`` (30,731, no arrival times), and
 ``synthetic`` (seeded lognormal lengths; keys ``prompt_mean``, ``output_mean``).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,7 +36,7 @@ import numpy as np
 
 from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
 from schedgym.envs.llmserve.configs import DATA_DIR, load_model
-from schedgym.envs.llmserve.types import LLMServeInstance, ReplicaSpec
+from schedgym.envs.llmserve.types import ROUTERS, LLMServeInstance, PDSpec, ReplicaSpec
 
 TRACE_DIR = DATA_DIR / "traces"
 TRACES = ("azure_conv", "azure_code", "arxiv_sum", "sharegpt")
@@ -42,8 +49,10 @@ DEFAULT_SLO = {
 }
 _INT_KEYS = {"n", "seed", "start", "max_tokens", "tenants", "replicas", "tp", "pp", "batch_cap",
              "max_tokens_in_batch", "chunk_size", "num_blocks"}
-_FLOAT_KEYS = {"rate", "cv", "ttft", "tpot", "prompt_mean", "output_mean", "cpu_overhead_ms"}
-_STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity"}
+_FLOAT_KEYS = {"rate", "cv", "ttft", "tpot", "prompt_mean", "output_mean", "cpu_overhead_ms", "link_gbps",
+               "link_latency_us"}
+_STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity", "pd", "pd_router"}
+PD_KEYS = ("link_gbps", "link_latency_us", "pd_router")
 REPLICA_KEYS = {"model", "device", "tp", "pp", "scheduler", "batch_cap", "max_tokens_in_batch", "chunk_size",
                 "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms"}
 
@@ -145,6 +154,32 @@ def parse_name(name: str) -> tuple[str, dict]:
     return trace, opts
 
 
+def parse_pd(name: str, o: dict) -> PDSpec | None:
+    """The disaggregation of a workload's options (None without ``pd``); errors name the option."""
+    if "pd" not in o:
+        extra = [k for k in PD_KEYS if k in o]
+        if extra:
+            raise InstanceFormatError(str(name), f"option {extra[0]} only applies to a disaggregated cluster",
+                                      fix="add pd=<prefill>+<decode>, e.g. pd=2+2")
+        return None
+    m = re.fullmatch(r"(\d+)\+(\d+)", o["pd"])
+    if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise InstanceFormatError(str(name), f"option pd={o['pd']!r} is not <prefill replicas>+<decode replicas>",
+                                  fix="e.g. pd=2+2 (two prefill and two decode replicas, each at least 1)")
+    n_p, n_d = int(m.group(1)), int(m.group(2))
+    if "replicas" in o and int(o["replicas"]) != n_p + n_d:
+        raise InstanceFormatError(str(name), f"replicas={o['replicas']} contradicts pd={o['pd']} ({n_p + n_d} replicas)",
+                                  fix="drop replicas (pd sets it)")
+    gbps, lat = float(o.get("link_gbps", 25.0)), float(o.get("link_latency_us", 10.0))
+    if not gbps > 0 or not lat >= 0:
+        raise InstanceFormatError(str(name), f"link_gbps={gbps} must be > 0 and link_latency_us={lat} >= 0",
+                                  fix="e.g. link_gbps=25:link_latency_us=10")
+    router = o.get("pd_router", "least_kv")
+    if router not in ROUTERS:
+        raise UnknownNameError("decode router (pd_router)", router, ROUTERS)
+    return PDSpec(n_p, n_d, link_gbps=gbps, link_latency_s=lat * 1e-6, decode_router=router)
+
+
 def build_workload(name: str) -> LLMServeInstance:
     """Build the instance a workload name describes (deterministic per name)."""
     trace, o = parse_name(name)
@@ -152,6 +187,7 @@ def build_workload(name: str) -> LLMServeInstance:
     seed = int(o.get("seed", 0))
     arrival_kind = o.get("arrival", "poisson")
     spec = ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
+    pd = parse_pd(name, o)
     model = load_model(spec.model)
     max_tokens = int(o.get("max_tokens", model.max_model_len))
     rng = np.random.default_rng(seed)
@@ -207,17 +243,17 @@ def build_workload(name: str) -> LLMServeInstance:
     ttft, tpot = float(o.get("ttft", ttft)), float(o.get("tpot", tpot))
     n_ten = int(o.get("tenants", 1))
     tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
-    replicas = tuple([spec] * int(o.get("replicas", 1)))
+    replicas = tuple([spec] * (pd.n_replicas if pd is not None else int(o.get("replicas", 1))))
     return LLMServeInstance(
         name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
         klass=np.zeros(n, np.int64), tenant=tenant.astype(np.int64), slo_ttft=np.array([ttft]),
         slo_tpot=np.array([tpot]), class_names=(trace,), replicas=replicas, rate=float(rate), source=src,
-        meta={"options": o})
+        meta={"options": o}, pd=pd)
 
 
 def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: float = 1.0, slo_tpot: float = 0.1,
-                  tenant=None, name: str = "custom") -> LLMServeInstance:
-    """An instance from explicit arrays (tests, hand-made examples)."""
+                  tenant=None, name: str = "custom", pd: PDSpec | None = None) -> LLMServeInstance:
+    """An instance from explicit arrays (tests, hand-made examples); ``pd`` disaggregates ``replicas``."""
     arrival = np.asarray(arrival, np.float64)
     n = len(arrival)
     prompt = np.asarray(prompt, np.int64)
@@ -229,4 +265,4 @@ def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: 
     return LLMServeInstance(name=name, arrival=arrival, prompt=prompt, output=output, klass=np.zeros(n, np.int64),
                             tenant=np.zeros(n, np.int64) if tenant is None else np.asarray(tenant, np.int64),
                             slo_ttft=np.array([slo_ttft]), slo_tpot=np.array([slo_tpot]),
-                            replicas=tuple(replicas), rate=float(n / max(arrival[-1], 1e-9)) if n else 0.0)
+                            replicas=tuple(replicas), rate=float(n / max(arrival[-1], 1e-9)) if n else 0.0, pd=pd)

@@ -15,7 +15,7 @@ def _panel(ax, instance: VMInstance, pm: np.ndarray, numa: np.ndarray, title: st
     g = inst.granularity
     frag = np.where(inst.pm_active[:, None], free % g, 0)
     x = np.arange(inst.n_pms)
-    w = 0.4
+    w = 0.4 if inst.n_pms <= 60 else 0.5  # large clusters: no gaps between PMs (they read as stripes)
     for n, off in ((0, -w / 2), (1, w / 2)):
         ax.bar(x + off, used[:, n], width=w, color="#4878d0" if n == 0 else "#6acc64", lw=0)
         ax.bar(x + off, free[:, n] - frag[:, n], bottom=used[:, n], width=w, color="#dddddd", lw=0)
