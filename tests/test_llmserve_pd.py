@@ -124,7 +124,7 @@ def test_one_token_outputs_finish_on_the_prefill_replica(flat_profile):
 SCHED = [(s, p) for s in ("vllm_v0", "sarathi", "orca") for p in ("recompute", "swap")]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=hst.integers(0, 10_000), sp=hst.sampled_from(SCHED), blocks=hst.integers(60, 400),
        split=hst.sampled_from([(1, 1), (1, 2), (2, 1), (2, 2)]), gbps=hst.sampled_from([0.05, 0.5, 5.0, 50.0]),
        lat_us=hst.sampled_from([0, 10, 2000]), drouter=hst.sampled_from(ROUTERS),
@@ -221,6 +221,7 @@ def test_workload_options():
     inst = build_workload("azure_conv:rate=5:n=20:pd=3+1:link_gbps=12.5:link_latency_us=40:pd_router=round_robin")
     assert inst.n_replicas == 4 and inst.pd == PDSpec(3, 1, 12.5, 40e-6, "round_robin")
     assert build_workload("azure_conv:rate=5:n=20").pd is None
+    assert build_workload("azure_conv:rate=5:n=20:arrival=vidur:pd=1+2").n_replicas == 3
     assert inst.window(2, 5).pd == inst.pd
     for bad, msg in (("pd=2x2", "prefill"), ("pd=0+2", "prefill"), ("link_gbps=5", "pd="),
                      ("pd=2+2:replicas=3", "contradicts"), ("pd=1+1:link_gbps=0", "link_gbps")):

@@ -144,3 +144,22 @@ def test_bad_workloads_give_clear_errors(tmp_path):
         build_workload("azure_conv:rat=3")
     with pytest.raises(InstanceFormatError, match="llama2-70b.*no room"):
         simulate(build_workload("azure_conv:rate=1:n=5:model=llama2-70b:device=a40"))
+
+
+def test_recompute_of_a_partial_prefill_keeps_the_whole_context():
+    # Sarathi preempting (recompute) a request in the middle of a chunked re-prefill used to shrink its
+    # prefill target to the chunk done so far, so it emitted tokens without their context (validator: KV)
+    inst = build_workload("synthetic:prompt_mean=150:output_mean=300:rate=12:n=40:seed=0:max_tokens=900:"
+                          "scheduler=sarathi:preemption=recompute:num_blocks=60:replicas=1:chunk_size=256")
+    sol = simulate(inst)
+    validate(inst, sol)
+    assert sol.preemptions.sum() > 0
+
+
+def test_orca_rejects_when_its_reservation_does_not_fit():
+    # Orca reserves the longest request (here 57 blocks) for every request: with 40 blocks all are rejected
+    inst = build_workload("synthetic:prompt_mean=150:output_mean=200:rate=5:n=30:seed=271699:max_tokens=900:"
+                          "scheduler=orca:num_blocks=40")
+    sol = simulate(inst)
+    assert sol.rejected.all()
+    validate(inst, sol)

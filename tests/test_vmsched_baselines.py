@@ -209,3 +209,17 @@ def test_tight_full_model_has_the_plain_models_optimum(inst):
     assert plain.status == "optimal" and tight.status == "optimal" and tight.moved_optimal
     assert (tight.frag, tight.moved) == (plain.frag, plain.moved)
     assert tight.bound_frag == tight.frag
+
+
+@pytest.mark.slow
+def test_full_cpsat_proves_optimality_on_an_s_snapshot():
+    """The full model proves the fragment-rate optimum of a shipped S snapshot (40 PMs, 356 VMs,
+    MNL 50): the plan's fragment rate equals the lower bound (stage 1 takes a few seconds here)."""
+    from schedgym.envs.vmsched.instances import load_instance
+
+    inst = load_instance("snap_s_high")
+    sol = VMCPSATSolver(num_workers=2).solve(inst, 120.0)
+    _check(inst, sol)
+    m = metrics(inst, sol)
+    assert sol.status == "optimal" and sol.bound == pytest.approx(m["fragment_rate"])
+    assert m["fragment_rate"] < m["initial_fragment_rate"] and m["migrations"] <= 50

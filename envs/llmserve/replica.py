@@ -265,7 +265,8 @@ class Replica:
         keep = []
         for r in sorted(self.swapped):
             need = -(-st.proc[r] // self.bs) if st.pdone[r] else -(-st.P[r] // self.bs)
-            if keep or self.num_blocks - self.used - need < self.watermark or self.n_resident + self.n_incoming >= self.cap:
+            if (keep or self.num_blocks - self.used - need < self.watermark
+                    or self.n_resident + self.n_incoming >= self.cap):
                 keep.append(r)
                 continue
             self._alloc(r, need)

@@ -148,7 +148,7 @@ class Simulator:
             while W and rep.can_admit(W[0]):
                 rep.admit(W[0])
         rep.finish_formation(t)
-        if not rep.busy and rep.waiting and not rep.n_resident and not retry:
+        if not rep.busy and (rep.waiting or rep.swapped) and not rep.n_resident and not retry:
             # the decode phase preempted every resident request (one request filling the KV cache
             # leaves no free block): nothing else would wake this replica, so admit again now
             return self._form_inline(rep, t, retry=True)
@@ -169,7 +169,7 @@ class Simulator:
                     break
             rep.admit(int(choice))
         rep.finish_formation(t)
-        if not rep.busy and rep.waiting and not rep.n_resident and not retry:
+        if not rep.busy and (rep.waiting or rep.swapped) and not rep.n_resident and not retry:
             yield from self._form_agent(rep, t, retry=True)  # as in _form_inline
             return
         self._update_view(rep)

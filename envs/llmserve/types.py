@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 SCHEDULERS = ("vllm_v0", "sarathi", "orca")
-ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")  #: global routing rules (cluster.Router)
+#: routing rules of :class:`schedgym.envs.llmserve.cluster.Router` (arrivals, and decode replicas under PD)
+ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")
 PREEMPTION = ("recompute", "swap")
 KV_CAPACITY = ("memory", "vidur")
 

@@ -257,8 +257,15 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
         raise InfeasibleSolution("a served request has no valid replica")
     bs = sol.block_size
 
+    longest = int((inst.prompt + inst.output).max(initial=1))
+
     def too_long(tokens: int, rp: int) -> bool:
         spec = inst.replicas[rp]
+        if spec.scheduler == "orca":  # Orca reserves the longest possible request for every request
+            from schedgym.envs.llmserve.configs import load_model
+
+            reserve = -(-min(longest, load_model(spec.model).max_model_len) // bs)
+            return tokens > reserve * bs or reserve > sol.num_blocks[rp]
         wm = int(spec.watermark_fraction * sol.num_blocks[rp])
         return (-(-tokens // bs) > sol.num_blocks[rp] - wm or
                 (spec.scheduler == "vllm_v0" and tokens > spec.max_tokens_in_batch))

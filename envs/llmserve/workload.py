@@ -177,7 +177,7 @@ def parse_pd(name: str, o: dict) -> PDSpec | None:
     router = o.get("pd_router", "least_kv")
     if router not in ROUTERS:
         raise UnknownNameError("decode router (pd_router)", router, ROUTERS)
-    return PDSpec(n_p, n_d, link_gbps=gbps, link_latency_s=lat * 1e-6, decode_router=router)
+    return PDSpec(n_p, n_d, link_gbps=gbps, link_latency_s=lat / 1e6, decode_router=router)
 
 
 def build_workload(name: str) -> LLMServeInstance:
@@ -187,7 +187,7 @@ def build_workload(name: str) -> LLMServeInstance:
     seed = int(o.get("seed", 0))
     arrival_kind = o.get("arrival", "poisson")
     spec = ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
-    pd = parse_pd(name, o)
+    disagg = parse_pd(name, o)
     model = load_model(spec.model)
     max_tokens = int(o.get("max_tokens", model.max_model_len))
     rng = np.random.default_rng(seed)
@@ -243,12 +243,12 @@ def build_workload(name: str) -> LLMServeInstance:
     ttft, tpot = float(o.get("ttft", ttft)), float(o.get("tpot", tpot))
     n_ten = int(o.get("tenants", 1))
     tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
-    replicas = tuple([spec] * (pd.n_replicas if pd is not None else int(o.get("replicas", 1))))
+    replicas = tuple([spec] * (disagg.n_replicas if disagg is not None else int(o.get("replicas", 1))))
     return LLMServeInstance(
         name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
         klass=np.zeros(n, np.int64), tenant=tenant.astype(np.int64), slo_ttft=np.array([ttft]),
         slo_tpot=np.array([tpot]), class_names=(trace,), replicas=replicas, rate=float(rate), source=src,
-        meta={"options": o}, pd=pd)
+        meta={"options": o}, pd=disagg)
 
 
 def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: float = 1.0, slo_tpot: float = 0.1,

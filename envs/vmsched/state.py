@@ -194,8 +194,9 @@ class VMState:
 
     def _full_fit(self) -> None:
         self.fit = self._fit_rows(self.free_c, self.free_m, self.free_g, self.active)
-        #: per PM, the fit of every class as a list of (numa0, numa1) bool pairs (change detection)
-        self.fit_rows = [list(map(tuple, r)) for r in self.fit.transpose(1, 0, 2).tolist()]
+        #: per PM, the fit of every class as a list of (numa0, numa1) bool pairs (change detection);
+        #: None until the PM's fit is first updated (then read from ``fit``)
+        self.fit_rows: list = [None] * self.P
         self.fit_pm = self.fit.sum(axis=2).astype(np.int64)  # (K, P)
         self.fit_cls = self.fit_pm.sum(axis=1)  # (K,)
         self.fit_rack = np.zeros((self.K, self.n_racks), dtype=np.int64)
@@ -217,7 +218,10 @@ class VMState:
         else:
             rows = [(False, False)] * self.K
         old = self.fit_rows[p]
+        if old is None:
+            old = list(map(tuple, self.fit[:, p, :].tolist()))
         if rows == old:
+            self.fit_rows[p] = old
             return
         self.fit_rows[p] = rows
         key = tuple(rows)
