@@ -70,7 +70,7 @@ def test_env_matches_fast_rule_path(scheme, name):
 def test_padding_and_bigger_instances():
     env = gym.make("schedgym/JobShop-v0", max_jobs=30, max_machines=20, max_ops=600)
     obs, info = env.reset(seed=0, options={"instance": "ta01"})
-    assert obs["x"].shape == (600, 10)
+    assert obs["x"].shape == (600, 12)
     assert obs["node_mask"].sum() == 225
     assert obs["action_mask"][15:].sum() == 0
     _, info = run(env, DispatchingRulePolicy("spt"), seed=0, options={"instance": "ft06"})

@@ -22,7 +22,8 @@ by ``time_scale = max processing time * max operations per job``:
 max processing time; 3. work from this operation to the end of its job; 4. candidate flag (the
 operation of a valid action); 5. start time (0 if unscheduled); 6. position in job / ops in job;
 7. ready time of the operation's (earliest) machine; 8. job due-date slack (due - completion bound,
-0 without due dates); 9. machine-node flag.
+0 without due dates); 9. machine-node flag; 10. work of the job before this operation (so rules like
+FDD/MWKR are computable from one node); 11. total work of the job.
 
 Edges: job precedence (o -> o+1), machine sequence of scheduled operations (in start order), and for
 the flexible env operation -> machine eligibility. Edge features: one-hot type (precedence, machine
@@ -71,7 +72,7 @@ from schedgym.envs.jobshop.metrics import metrics
 from schedgym.envs.jobshop.state import SCHEMES, JobShopState
 from schedgym.envs.jobshop.types import JobShopInstance
 
-N_NODE_FEATURES = 10
+N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 5
 N_GLOBALS = 4
 REWARDS = ("lb", "makespan", "tardiness")
@@ -193,6 +194,9 @@ class JobShopEnv(gym.Env):
         x[:O, 2] = inst.min_proc / max(1, inst.max_proc)
         x[:O, 3] = (st.cum[st.job_end[inst.op_job]] - st.cum[:-1]) / self.time_scale
         x[:O, 6] = inst.op_pos / np.maximum(1, inst.ops_per_job[inst.op_job])
+        job_start_cum = st.cum[st.job_first[inst.op_job]]
+        x[:O, 10] = (st.cum[:-1] - job_start_cum) / self.time_scale
+        x[:O, 11] = (st.cum[st.job_end[inst.op_job]] - job_start_cum) / self.time_scale
         if self.flexible:
             x[self.max_ops:self.max_ops + M, 9] = 1.0
         self._x = x
