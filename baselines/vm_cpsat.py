@@ -76,6 +76,7 @@ def solve_placement(
     hint_numa: np.ndarray | None = None,
     tight: bool = False,
     two_stage: bool = False,
+    symmetry: bool = True,
     log: bool = False,
 ) -> SubResult | None:
     """Re-place the movable VMs currently on ``pms`` among the NUMA nodes of ``pms``.
@@ -92,6 +93,7 @@ def solve_placement(
             that the VM sizes can reach, their total is tied to the constant free-core total
             (``sum r = F - g * Q``: the bound ``F mod g`` and steps of ``g``), and identical VMs
             with the same snapshot placement are ordered.
+        symmetry: with ``tight``, order interchangeable VMs (symmetry breaking).
         two_stage: minimise the fragment cores alone first; once they are proved optimal, fix them
             and minimise the migrations with the time left (instead of one weighted objective).
         log: print CP-SAT's search log.
@@ -174,7 +176,7 @@ def solve_placement(
             homes[v] = (ip, inn)
     sym_classes: list[list[int]] = []
     if tight:
-        sym_classes = _symmetry_classes(inst, vms, homes)
+        sym_classes = _symmetry_classes(inst, vms, homes) if symmetry else []
         hint_pm, hint_numa = _canonical_hint(inst, sym_classes, hint_pm, hint_numa)
         for (v, p, n), lit in x.items():
             model.AddHint(lit, int(hint_pm[v] == p and (inst.vm_span[v] == 2 or hint_numa[v] == n)))

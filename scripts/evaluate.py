@@ -14,6 +14,7 @@ wall_time_s, steps, status, error) into the Hydra output dir; rerunning into the
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,12 @@ def _row_key(instance: str, policy: str, seed: Any) -> tuple[str, str, str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
+    if "torch" in sys.modules or "ppo" in str(cfg.policy.get("_target_", "")) or "trained" in str(
+            cfg.policy.get("_target_", "")):
+        import torch
+
+        # one torch thread per process (DESIGN.md section 3); OMP_NUM_THREADS overrides
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     domain = get_domain(cfg.env.domain)
     suite, spec = instance_spec(cfg)
     names = domain.resolve(spec)
