@@ -212,17 +212,23 @@ def generated_instance(spec: str) -> JobShopInstance:
     from schedgym.envs.jobshop.generator import UniformJobShopGenerator, taillard_instance
 
     parts = spec.split(":")
+    inst = None
     try:
         kind, size = parts[1], parts[2]
         j, m = (int(x) for x in size.split("x"))
         if kind == "taillard" and len(parts) == 5:
-            return taillard_instance(j, m, int(parts[3]), int(parts[4]), name=spec)
+            inst = taillard_instance(j, m, int(parts[3]), int(parts[4]), name=spec)
         if kind == "uniform" and len(parts) == 4:
             inst = UniformJobShopGenerator(j, m)(np.random.default_rng(int(parts[3])))
-            return JobShopInstance(name=spec, job_ptr=inst.job_ptr, proc=inst.proc, eligible=inst.eligible,
-                                   release=inst.release, source=inst.source)
     except (IndexError, ValueError):
-        pass
+        inst = None
+    if inst is not None:
+        # trivial lower bound on the makespan (longest job, most loaded machine), so that
+        # gap_to_lb_pct is defined and comparable across sizes
+        job_work = np.add.reduceat(inst.min_proc, inst.job_ptr[:-1]) + inst.release
+        lb = int(max(job_work.max(), (inst.proc * (inst.eligible.sum(axis=1) == 1)[:, None]).sum(axis=0).max()))
+        return JobShopInstance(name=spec, job_ptr=inst.job_ptr, proc=inst.proc, eligible=inst.eligible,
+                               release=inst.release, lower_bound=lb, source=inst.source)
     raise InstanceFormatError(spec, "not a generated-instance name",
                               fix="use gen:taillard:<J>x<M>:<time seed>:<machine seed> or gen:uniform:<J>x<M>:<seed>")
 
