@@ -323,7 +323,10 @@ class JobShopEnv(gym.Env):
             slack = (inst.due - st.lb[self._job_last]) / ts
             x[:O, 8] = slack[inst.op_job]
         amask = self._mask
-        jobs_ok = amask.reshape(self.max_jobs, -1).any(axis=1)[: st.n_jobs]
+        if self.flexible:
+            jobs_ok = amask.reshape(self.max_jobs, -1).any(axis=1)[: st.n_jobs]
+        else:
+            jobs_ok = amask[: st.n_jobs]
         x[:, 4] = 0.0
         cand = st.next_op[jobs_ok]
         x[cand[cand < O], 4] = 1.0
