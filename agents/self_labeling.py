@@ -105,6 +105,7 @@ def train_self_labeling(
     progress_bar: bool = False,
     ckpt_meta: dict[str, Any] | None = None,
     label_policies: list[Any] | None = None,
+    eval_metric: str | None = None,
 ) -> dict[str, Any]:
     """Train ``policy`` (a MaskableActorCriticPolicy) by self-labeling; returns a summary.
 
@@ -112,8 +113,9 @@ def train_self_labeling(
     best of their solutions and the policy's samples is the label: training starts from labels at
     least as good as the best rule instead of from random ones.
 
-    Saves ``policy.pt`` (last) and ``best_policy.pt`` (best ``eval_fn`` objective) in ``out_dir``.
-    ``eval_fn(policy) -> dict`` must contain ``objective``; lower is better.
+    ``objective`` (for example ``makespan``) ranks the candidate labels of a training instance.
+    Saves ``policy.pt`` (last) and ``best_policy.pt`` (best ``eval_fn`` value of ``eval_metric``,
+    default ``objective``; lower is better) in ``out_dir``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,8 +168,9 @@ def train_self_labeling(
             stats.update({f"eval/{k}": v for k, v in ev.items()})
             ev["iteration"] = it
             history.append(ev)
-            if ev[objective] < best_eval:
-                best_eval = ev[objective]
+            val = ev[eval_metric or objective]
+            if val < best_eval:
+                best_eval = val
                 save_policy(policy, out / "best_policy.pt", env_id, ckpt_kwargs,
                             (ckpt_meta or {}) | {"iteration": it, "best": True})
             save_policy(policy, out / "policy.pt", env_id, ckpt_kwargs, (ckpt_meta or {}) | {"iteration": it})

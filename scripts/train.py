@@ -78,6 +78,10 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     if cfg.agent.get("init_checkpoint"):
         _load_weights(policy, cfg.agent.init_checkpoint)
     metric = tcfg.get("eval_metric", "makespan")
+    from schedgym.envs.core.domain import get_domain
+
+    domain = get_domain(cfg.env.domain)
+    label_objective = domain.objective or domain.primary_metric  # what ranks the candidate labels
     episodes = int(cfg.eval.episodes or tcfg.get("eval_episodes", 5))
     if eval_kwargs:
         from schedgym.agents.train import match_padding
@@ -98,7 +102,8 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     summary = train_self_labeling(
         policy=policy, env_id=tcfg.env_id, env_kwargs=env_kwargs, generator=generator, out_dir=out_dir,
         iterations=int(algo.iterations), samples=int(algo.samples), learning_rate=float(algo.learning_rate),
-        batch_size=int(algo.batch_size), objective=metric, seed=int(cfg.seed), eval_fn=eval_fn,
+        batch_size=int(algo.batch_size), objective=label_objective, eval_metric=metric, seed=int(cfg.seed),
+        eval_fn=eval_fn,
         eval_every=int(algo.eval_every), log_fn=log_fn, progress_bar=bool(cfg.progress_bar),
         ckpt_meta={"name": cfg.agent.name, "seed": int(cfg.seed)},
         label_policies=hydra.utils.instantiate(cfg.agent.get("label_policies") or [], _convert_="all"),
