@@ -85,12 +85,23 @@ def match_padding(env_id: str, train_kwargs: dict[str, Any], eval_kwargs: dict[s
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    best, best_steps = None, -1
+    """The newest complete SB3 checkpoint; a zip torn by a kill during its write is skipped."""
+    import zipfile
+
+    found = []
     for p in ckpt_dir.glob("ppo_*_steps.zip"):
         m = re.search(r"_(\d+)_steps\.zip$", p.name)
-        if m and int(m.group(1)) > best_steps:
-            best, best_steps = p, int(m.group(1))
-    return best
+        if m:
+            found.append((int(m.group(1)), p))
+    for _, p in sorted(found, reverse=True):
+        try:
+            with zipfile.ZipFile(p) as z:
+                if z.testzip() is None:
+                    return p
+        except (zipfile.BadZipFile, OSError):
+            pass
+        print(f"resume: skipping incomplete checkpoint {p}")
+    return None
 
 
 def train(

@@ -63,9 +63,11 @@ def test_resume_after_kill(tmp_path):
     p = subprocess.Popen(TRAIN + args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          start_new_session=True)
     first = tmp_path / "checkpoints" / "ppo_64_steps.zip"
+    second = tmp_path / "checkpoints" / "ppo_128_steps.zip"
     deadline = time.time() + 240
-    while not first.exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.2)
+    # kill once the first checkpoint is complete (the second one may be half written: resume skips it)
+    while not second.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.1)
     assert first.exists(), "no checkpoint was written"
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
@@ -95,3 +97,14 @@ def test_slurm_launcher_config_composes():
     launcher = cfg.hydra.launcher
     assert "SlurmLauncher" in launcher._target_
     assert launcher.timeout_min == 240 and launcher.cpus_per_task == 4
+
+
+def test_resume_skips_a_torn_checkpoint(tmp_path):
+    import zipfile
+
+    from schedgym.agents.train import _latest_checkpoint
+
+    with zipfile.ZipFile(tmp_path / "ppo_64_steps.zip", "w") as z:
+        z.writestr("data", "ok")
+    (tmp_path / "ppo_128_steps.zip").write_bytes(b"PK\x03\x04 torn by a kill")
+    assert _latest_checkpoint(tmp_path) == tmp_path / "ppo_64_steps.zip"
