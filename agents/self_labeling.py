@@ -106,12 +106,16 @@ def train_self_labeling(
     ckpt_meta: dict[str, Any] | None = None,
     label_policies: list[Any] | None = None,
     eval_metric: str | None = None,
+    domain: str | None = None,
 ) -> dict[str, Any]:
     """Train ``policy`` (a MaskableActorCriticPolicy) by self-labeling; returns a summary.
 
     ``label_policies`` (for example dispatching rules) also solve every training instance, and the
     best of their solutions and the policy's samples is the label: training starts from labels at
     least as good as the best rule instead of from random ones.
+
+    ``domain`` (a registered domain name): build each instance's envs with the domain's
+    ``make_env``, sized to the instance; otherwise all instances share envs padded for ``generator``.
 
     ``objective`` (for example ``makespan``) ranks the candidate labels of a training instance.
     Saves ``policy.pt`` (last) and ``best_policy.pt`` (best ``eval_fn`` value of ``eval_metric``,
@@ -123,7 +127,27 @@ def train_self_labeling(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(policy.parameters(), lr=learning_rate)
-    envs = [gym.make(env_id, generator=generator, **env_kwargs) for _ in range(samples)]
+    if domain is not None:
+        # envs sized to each training instance (the policy does not depend on the padding, and a
+        # 10x10 instance in a 15x15-padded graph would cost 2.25 times as much per step)
+        from schedgym.envs.core.domain import get_domain
+
+        make_env = get_domain(domain).make_env
+        build_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("generator", "instance")
+                        and not k.startswith("max_")}
+
+        def envs_for(instance: Any) -> list[gym.Env]:
+            envs = [make_env(instance, **build_kwargs) for _ in range(samples)]
+            if envs[0].spec is not None and envs[0].spec.id != env_id:
+                raise ValueError(f"domain {domain!r} builds {envs[0].spec.id} for {getattr(instance, 'name', instance)}, "
+                                 f"not the training env {env_id}; train without domain sizing")
+            return envs
+    else:
+        shared = [gym.make(env_id, generator=generator, **env_kwargs) for _ in range(samples)]
+
+        def envs_for(instance: Any) -> list[gym.Env]:
+            return shared
+
     ckpt_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("generator", "instance")}
     history: list[dict[str, float]] = []
     best_eval = math.inf
@@ -135,6 +159,7 @@ def train_self_labeling(
         iterator = tqdm(iterator, desc="self-labeling", unit="inst")
     for it in iterator:
         instance = generator(rng)
+        envs = envs_for(instance)
         policy.set_training_mode(False)
         ep_seed = int(rng.integers(1 << 30))
         best_val, b_obs, b_mask, b_act, vals = sample_solutions(policy, envs, instance, ep_seed, gen, objective)
@@ -181,11 +206,26 @@ def train_self_labeling(
             "wall_time_s": time.perf_counter() - t0}
 
 
-def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: int) -> dict[str, float]:
-    """Mean of ``info["metrics"]`` over ``episodes`` greedy episodes of ``policy`` (env built from kwargs)."""
-    env = gym.make(env_id, **env_kwargs)
+def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: int,
+                   domain: str | None = None) -> dict[str, float]:
+    """Mean of ``info["metrics"]`` over ``episodes`` greedy episodes of ``policy`` (env built from kwargs).
+
+    With ``domain`` and a list of instances with ``cycle``, each instance runs in the domain's env
+    sized to it (the same logits as in the shared padding, far less work for the small ones)."""
+    instances = env_kwargs.get("instance")
+    per_instance = domain is not None and isinstance(instances, (list, tuple)) and env_kwargs.get("cycle")
+    if per_instance:
+        from schedgym.envs.core.domain import get_domain
+
+        dom = get_domain(domain)
+        base = {k: v for k, v in env_kwargs.items() if k not in ("instance", "cycle") and not k.startswith("max_")}
+        loaded = [dom.load(i) for i in instances]
+    else:
+        env = gym.make(env_id, **env_kwargs)
     sums: dict[str, list[float]] = {}
     for ep in range(episodes):
+        if per_instance:
+            env = dom.make_env(loaded[ep % len(loaded)], **base)
         obs, info = env.reset(seed=ep)
         done = False
         while not done:

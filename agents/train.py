@@ -70,9 +70,12 @@ class MetricsEvalCallback(MaskableEvalCallback):
 
 
 def match_padding(env_id: str, train_kwargs: dict[str, Any], eval_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Eval env kwargs with the training env's padded sizes (``max_*`` constructor arguments) filled in,
-    so that the policy built for the training spaces can act on it."""
+    """Eval env kwargs with the training env's padded sizes (``max_*`` constructor arguments) and
+    observation settings (``time_origin``) filled in, so that the policy built for the training
+    spaces sees the observation it is trained on."""
     import inspect
+
+    from schedgym.agents.trained import OBSERVATION_KWARGS
 
     env = gym.make(env_id, **train_kwargs).unwrapped
     params = inspect.signature(type(env).__init__).parameters
@@ -80,6 +83,9 @@ def match_padding(env_id: str, train_kwargs: dict[str, Any], eval_kwargs: dict[s
     for name in params:
         if name.startswith("max_") and name not in out and hasattr(env, name):
             out[name] = getattr(env, name)
+    for name in OBSERVATION_KWARGS:
+        if name in train_kwargs and name not in out:
+            out[name] = train_kwargs[name]
     env.close()
     return out
 

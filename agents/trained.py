@@ -19,6 +19,9 @@ import torch
 from schedgym.agents.checkpoint import load_policy, read_checkpoint, resolve_checkpoint
 from schedgym.agents.policies import masked_logits
 
+#: env keywords that change what a policy observes; a checkpoint's values are always used
+OBSERVATION_KWARGS = ("time_origin",)
+
 
 def _obs_to_tensor(obs: dict[str, np.ndarray] | list[dict[str, np.ndarray]], device: str = "cpu"):
     if isinstance(obs, list):
@@ -42,6 +45,8 @@ class TrainedPolicy:
         self.env_id = payload["env_id"]
         self.env_kwargs = dict(payload["env_kwargs"])
         self.scheme = self.env_kwargs.get("scheme", "active")
+        # observation settings the policy was trained with (evaluation builds its env with them)
+        self.required_env_kwargs = {k: self.env_kwargs[k] for k in OBSERVATION_KWARGS if k in self.env_kwargs}
         self.deterministic = deterministic
         self.name = name or payload["meta"].get("name", "ppo_gnn")
         self.device = device
@@ -91,6 +96,7 @@ class SampledPolicySolver:
         self.batch_size = int(batch_size)
         self.domain_name = domain
         self.scheme = self.base.scheme
+        self.required_env_kwargs = self.base.required_env_kwargs
         self.seed = seed
         self.name = name or f"{self.base.name}_x{self.samples}"
 

@@ -244,10 +244,9 @@ def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, di
 
 
 def _env_kwargs(task: dict[str, Any], agent: Any) -> dict[str, Any]:
-    env_kwargs = {k: v for k, v in task["env_kwargs"].items() if v is not None}
-    if "scheme" in task["env_kwargs"] and task["env_kwargs"]["scheme"] is None:
-        env_kwargs["scheme"] = getattr(agent, "scheme", "active")
-    return env_kwargs
+    from schedgym.envs.core.episode import env_kwargs_for_agent
+
+    return env_kwargs_for_agent(task["env_kwargs"], agent)
 
 
 def solve_task(domain, task: dict[str, Any], agent: Any) -> tuple[Any, Any]:

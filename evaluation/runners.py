@@ -70,7 +70,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from schedgym.envs.core.domain import get_domain
-    from schedgym.envs.core.episode import EpisodeResult, is_solver, run_episode
+    from schedgym.envs.core.episode import EpisodeResult, env_kwargs_for_agent, is_solver, run_episode
 
     version, commit = provenance()
     base = {k: task[k] for k in ("key", "suite", "domain", "instance_set", "instance", "policy", "seed",
@@ -80,10 +80,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         domain = get_domain(task["domain"])
         agent = agent_for(task)
         instance = domain.load(task["instance"])
-        env_kwargs = dict(task["env_kwargs"])
-        if "scheme" in env_kwargs and env_kwargs["scheme"] is None:
-            env_kwargs["scheme"] = getattr(agent, "scheme", "active")
-        env_kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
+        env_kwargs = env_kwargs_for_agent(task["env_kwargs"], agent)
         res = run_episode(domain, instance, agent, seed=task["seed"], suite=task["instance_set"],
                           env_kwargs=env_kwargs, time_limit_s=task["time_limit_s"] if is_solver(agent) else None)
     except Exception:  # noqa: BLE001 - bad config or load error: the cell fails, the run goes on

@@ -31,7 +31,6 @@ Peers: ``pip install -e '.[bench]'``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import csv
 import os
 import sys
@@ -39,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from schedgym.envs.core.domain import Domain, get_domain
-from schedgym.envs.core.episode import EpisodeResult, is_solver, run_episode
+from schedgym.envs.core.episode import EpisodeResult, env_kwargs_for_agent, is_solver, run_episode
 from schedgym.envs.core.results import read_csv_rows, write_csv_atomic
 
 
@@ -47,9 +47,7 @@ def build_agent(cfg: DictConfig) -> Any:
 
 def env_kwargs_for(cfg: DictConfig, agent: Any) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg.env.get("kwargs", {}), resolve=True) or {}
-    if "scheme" in kwargs and kwargs["scheme"] is None:
-        kwargs["scheme"] = getattr(agent, "scheme", "active")
-    return {k: v for k, v in kwargs.items() if v is not None}
+    return env_kwargs_for_agent(kwargs, agent)
 
 
 def print_tables(domain: Domain, results: list[EpisodeResult], show_instances: bool) -> None:

@@ -63,7 +63,6 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
                    policy_kwargs: dict) -> dict:
     """Self-labeling training (agent=sls_gnn) with TensorBoard logging (synced to W&B when enabled)."""
     import gymnasium as gym
-
     import torch
 
     from schedgym.agents.self_labeling import greedy_metrics, train_self_labeling
@@ -87,7 +86,8 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
         from schedgym.agents.train import match_padding
 
         eval_kwargs = match_padding(tcfg.env_id, {"generator": generator, **env_kwargs}, eval_kwargs)
-    eval_fn = (lambda p: greedy_metrics(p, tcfg.env_id, eval_kwargs, episodes)) if eval_kwargs else None
+    eval_fn = (lambda p: greedy_metrics(p, tcfg.env_id, eval_kwargs, episodes, domain=cfg.env.domain)) \
+        if eval_kwargs else None
     writer = None
     if cfg.logger.kind in ("wandb", "tensorboard"):
         from torch.utils.tensorboard import SummaryWriter
@@ -107,6 +107,7 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
         eval_every=int(algo.eval_every), log_fn=log_fn, progress_bar=bool(cfg.progress_bar),
         ckpt_meta={"name": cfg.agent.name, "seed": int(cfg.seed)},
         label_policies=hydra.utils.instantiate(cfg.agent.get("label_policies") or [], _convert_="all"),
+        domain=cfg.env.domain,
     )
     if writer is not None:
         writer.close()

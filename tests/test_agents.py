@@ -104,3 +104,26 @@ def test_pointer_head_trains_every_parameter():
     assert all(id(p) in opt_params for p in m.policy.parameters())
     assert not torch.equal(before["action_net.linear.weight"], after["action_net.linear.weight"])
     assert np.isfinite(sum(float(v.float().sum()) for v in after.values()))
+
+
+def test_checkpoint_observation_settings_win(tmp_path):
+    """A policy trained with time_origin="now" is always evaluated on that observation, whatever the
+    evaluation config says; other settings come from the config."""
+    from schedgym.envs.core.episode import env_kwargs_for_agent
+
+    env = gym.make("schedgym/JobShop-v0", generator=UniformJobShopGenerator(5, 5), time_origin="now")
+    model = MaskablePPO(GraphPointerPolicy, env, n_steps=32, batch_size=32, n_epochs=1, seed=0,
+                        policy_kwargs={"features_extractor_kwargs": {"hidden_dim": 16, "num_layers": 2}})
+    path = save_policy(model.policy, tmp_path / "p.pt", "schedgym/JobShop-v0",
+                       {"scheme": "non_delay", "time_origin": "now", "reward": "lb"})
+    agent = TrainedPolicy(str(path))
+    kw = env_kwargs_for_agent({"scheme": None, "reward": "makespan", "time_origin": "zero", "due_tightness": None},
+                              agent)
+    assert kw == {"scheme": "non_delay", "reward": "makespan", "time_origin": "now"}
+    solver = SampledPolicySolver(str(path), samples=2)
+    assert env_kwargs_for_agent({}, solver) == {"time_origin": "now"}
+    # rules have no required settings: the config is used as given
+    from schedgym.baselines.dispatching import DispatchingRulePolicy
+
+    assert env_kwargs_for_agent({"scheme": "active", "time_origin": "zero"}, DispatchingRulePolicy("mwkr")) == \
+        {"scheme": "active", "time_origin": "zero"}

@@ -123,3 +123,57 @@ def test_evaluate_cli(tmp_path):
     r2 = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r2.returncode == 0 and "resuming: 3 of 3" in r2.stdout
     assert (out / "results.csv").read_text().splitlines() == rows
+
+
+@pytest.mark.parametrize("env_id,name", [("schedgym/JobShop-v0", "ft06"), ("schedgym/FlexibleJobShop-v0", "mk01")])
+def test_time_origin_now_is_invariant_to_a_time_shift(env_id, name):
+    """With time_origin="now", releasing every job 500 units later changes no observed number;
+    with the default time_origin="zero" the time features move."""
+    import dataclasses
+
+    inst = load_instance(name)
+    shifted = dataclasses.replace(inst, release=inst.release + 500)
+    for origin, same in (("now", True), ("zero", False)):
+        envs = [gym.make(env_id, instance=i, scheme="non_delay", time_origin=origin) for i in (inst, shifted)]
+        (o1, i1), (o2, i2) = envs[0].reset(seed=0), envs[1].reset(seed=0)
+        for step in range(inst.n_ops):
+            assert np.array_equal(i1["action_mask"], i2["action_mask"])
+            if same:
+                np.testing.assert_allclose(o1["x"], o2["x"], atol=1e-6, err_msg=f"step {step}")
+                np.testing.assert_allclose(o1["globals"], o2["globals"], atol=1e-6)
+            a = int(np.flatnonzero(i1["action_mask"])[-1])
+            o1, _, t1, _, i1 = envs[0].step(a)
+            o2, _, t2, _, i2 = envs[1].step(a)
+            if not same and step == 3:
+                assert not np.allclose(o1["x"], o2["x"])
+        assert t1 and t2
+        assert i2["metrics"]["makespan"] == i1["metrics"]["makespan"] + 500
+
+
+def test_time_origin_now_bounds_features_on_large_instances():
+    """Relative times stay within about one time scale on a 100x20 instance (absolute ones reach ~3)."""
+    env = gym.make("schedgym/JobShop-v0", instance="ta71", scheme="non_delay", time_origin="now")
+    obs, info = env.reset(seed=0)
+    policy = DispatchingRulePolicy("mwkr")
+    policy.reset(env)
+    hi = 0.0
+    for _ in range(1500):
+        obs, _, term, _, info = env.step(policy.act(obs, info))
+        hi = max(hi, float(np.abs(obs["x"][:, [0, 5, 7]]).max()))
+    assert hi <= 1.5
+    with pytest.raises(ValueError, match="time_origin"):
+        gym.make("schedgym/JobShop-v0", instance="ft06", time_origin="later")
+
+
+def test_generator_size_mixture():
+    from schedgym.envs.jobshop.generator import UniformJobShopGenerator
+
+    gen = UniformJobShopGenerator(sizes=["10x10", "15x10", "20x15"])
+    assert gen.size_bounds() == (20, 15, 300)
+    rng = np.random.default_rng(0)
+    shapes = {(i.n_jobs, i.n_machines) for i in (gen(rng) for _ in range(60))}
+    assert shapes == {(10, 10), (15, 10), (20, 15)}
+    env = gym.make("schedgym/JobShop-v0", generator=gen)
+    assert env.unwrapped.max_ops == 300
+    with pytest.raises(ValueError, match="JOBSxMACHINES"):
+        UniformJobShopGenerator(sizes=["10by10"])

@@ -108,3 +108,27 @@ def test_resume_skips_a_torn_checkpoint(tmp_path):
         z.writestr("data", "ok")
     (tmp_path / "ppo_128_steps.zip").write_bytes(b"PK\x03\x04 torn by a kill")
     assert _latest_checkpoint(tmp_path) == tmp_path / "ppo_64_steps.zip"
+
+
+def test_self_labeling_recipe_trains_and_evaluates(tmp_path):
+    """experiment=sls_jobshop (the shipped policy's recipe), shrunk: trains by self-labeling on the size
+    mixture, evaluates on held-out instances, saves best_policy.pt with its observation settings,
+    and scripts/evaluate.py runs the result."""
+    r = _run(["experiment=sls_jobshop", "logger=tensorboard", "progress_bar=false", "agent.algo.iterations=4",
+              "agent.algo.samples=3", "agent.algo.eval_every=2", "env.train.eval_env_kwargs.instance=[ft06,la01]",
+              "env.train.eval_episodes=2"], tmp_path, timeout=400)
+    payload = torch.load(tmp_path / "best_policy.pt", weights_only=False)
+    assert payload["env_kwargs"]["time_origin"] == "now" and payload["env_kwargs"]["scheme"] == "non_delay"
+    assert payload["meta"]["iteration"] in (2, 4)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(next((tmp_path / "tb").iterdir())))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("eval/gap_to_lb_pct")] == [2, 4]
+    assert len(ea.Scalars("train/loss")) == 4
+    ev = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "env=jobshop", "names=[ft06]",
+                         "policy=ppo_gnn", f"policy.checkpoint={tmp_path / 'best_policy.pt'}",
+                         f"hydra.run.dir={tmp_path / 'eval'}"], capture_output=True, text=True, cwd=ROOT,
+                        env=_env(), timeout=300)
+    assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
+    assert "ft06" in (tmp_path / "eval" / "results.csv").read_text()

@@ -56,6 +56,19 @@ def is_solver(obj: Any) -> bool:
     return callable(getattr(obj, "solve", None)) and not callable(getattr(obj, "act", None))
 
 
+def env_kwargs_for_agent(env_kwargs: dict[str, Any] | None, agent: Any) -> dict[str, Any]:
+    """The env keywords an agent runs with: the configured ones without ``None`` values, ``scheme``
+    (when configured as ``None``) taken from the agent, and the observation settings the agent
+    requires (``agent.required_env_kwargs``, e.g. a checkpoint's ``time_origin``) on top, since a
+    policy only works on the observation it was trained on."""
+    given = dict(env_kwargs or {})
+    out = {k: v for k, v in given.items() if v is not None}
+    if "scheme" in given and given["scheme"] is None:
+        out["scheme"] = getattr(agent, "scheme", "active")
+    out.update(getattr(agent, "required_env_kwargs", None) or {})
+    return out
+
+
 def run_episode(
     domain: Domain,
     instance: Any,

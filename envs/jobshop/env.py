@@ -31,6 +31,13 @@ sequence, eligibility), processing time / max processing time (eligibility edges
 ``globals``: fraction scheduled, makespan lower bound / time_scale, log(jobs) / 5, log(machines) / 5
 (nothing depends on the padded sizes, so a policy sees the same numbers at any padding).
 
+``time_origin="zero"`` (default, L2D) measures the times of features 0, 5, 7 and the makespan bound
+from time 0. ``time_origin="now"`` measures them from the decision time (the earliest start of any
+schedulable operation), clipped below at -1 (one ``time_scale`` in the past; machine ready times at
+0, since an idle machine is free now): on a 100x20 instance
+the absolute times grow to about 3 time scales while relative ones stay in the range seen on 10x10,
+so a policy trained on small instances transfers to large ones.
+
 ## Rewards
 ``reward="lb"`` (default, L2D): decrease of the makespan lower bound, so an episode's rewards sum to
 ``-(makespan - initial lower bound)``. ``"makespan"``: ``-makespan`` at the last step only.
@@ -51,7 +58,7 @@ Terminates when every operation is scheduled; then ``info["solution"]`` (a
 total-work rule when the instance has none), ``max_jobs``/``max_machines``/``max_ops`` (padded
 sizes; default: the first instance's), ``reward_scale``, ``invalid_action_penalty``, ``render_mode``
 (``"rgb_array"``: a Gantt chart), ``cycle`` (with a list of instances: take them in order at each
-reset instead of at random; for evaluation).
+reset instead of at random; for evaluation), ``time_origin`` (``"zero"`` or ``"now"``, see above).
 
 ## Version History
 * v0: initial release.
@@ -76,6 +83,7 @@ N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 5
 N_GLOBALS = 4
 REWARDS = ("lb", "makespan", "tardiness")
+TIME_ORIGINS = ("zero", "now")
 
 InstanceSpec = str | JobShopInstance | Sequence[str | JobShopInstance] | None
 
@@ -100,7 +108,10 @@ class JobShopEnv(gym.Env):
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
         cycle: bool = False,
+        time_origin: str = "zero",
     ):
+        if time_origin not in TIME_ORIGINS:
+            raise ValueError(f"time_origin must be one of {TIME_ORIGINS}, got {time_origin!r}")
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if reward not in REWARDS:
@@ -108,6 +119,7 @@ class JobShopEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.scheme = scheme
+        self.time_origin = time_origin
         self.reward_type = reward
         self.due_tightness = due_tightness
         self.reward_scale_arg = reward_scale
@@ -303,6 +315,14 @@ class JobShopEnv(gym.Env):
         node[: st.n_jobs] = st.next_op_clipped()
         return node
 
+    def _now(self) -> int:
+        """Decision time (time units): the earliest start of any schedulable operation (the makespan
+        bound once the schedule is complete)."""
+        st = self.state
+        if st.done:
+            return int(self._max_lb)
+        return st.earliest_start()
+
     def _observation(self) -> dict[str, np.ndarray]:
         """Build the observation from persistent buffers (only dynamic parts are rewritten)."""
         st, inst = self.state, self.instance
@@ -310,15 +330,25 @@ class JobShopEnv(gym.Env):
         ts = self.time_scale
         x = self._x
         sched = st.start >= 0
-        np.divide(st.lb, ts, out=x[:O, 0], casting="unsafe")
-        x[:O, 1] = sched
-        np.divide(np.maximum(st.start, 0), ts, out=x[:O, 5], casting="unsafe")
-        if self.flexible:
-            ready = np.where(inst.eligible, st.mach_ready[None, :], np.iinfo(np.int64).max).min(axis=1)
-            x[:O, 7] = ready / ts
-            x[self.max_ops:self.max_ops + st.n_machines, 7] = st.mach_ready / ts
+        if self.time_origin == "now":
+            # times relative to the decision time, clipped at one time_scale in the past: the same
+            # range on a 10x10 and a 100x20 instance, so a policy transfers across sizes
+            now = self._now()
+            x[:O, 0] = np.maximum((st.lb - now) / ts, -1.0)
+            x[:O, 1] = sched
+            x[:O, 5] = np.where(sched, np.maximum((st.start - now) / ts, -1.0), 0.0)
+            mready = np.maximum((st.mach_ready - now) / ts, 0.0)  # an idle machine is free now
         else:
-            np.divide(st.mach_ready[inst.op_machine], ts, out=x[:O, 7], casting="unsafe")
+            now = 0
+            np.divide(st.lb, ts, out=x[:O, 0], casting="unsafe")
+            x[:O, 1] = sched
+            np.divide(np.maximum(st.start, 0), ts, out=x[:O, 5], casting="unsafe")
+            mready = st.mach_ready / ts
+        if self.flexible:
+            x[:O, 7] = np.where(inst.eligible, mready[None, :], np.inf).min(axis=1)
+            x[self.max_ops:self.max_ops + st.n_machines, 7] = mready
+        else:
+            x[:O, 7] = mready[inst.op_machine]
         if inst.due is not None:
             slack = (inst.due - st.lb[self._job_last]) / ts
             x[:O, 8] = slack[inst.op_job]
@@ -336,7 +366,7 @@ class JobShopEnv(gym.Env):
         np.greater_equal(st.mach_next, 0, out=self._edge_mask[n:n + O])
         if self.flexible:
             self._ea[self._elig_slice, 4] = st.assigned[self._elig_ops] == self._elig_ms
-        g = np.array([st.n_scheduled / max(1, O), self._max_lb / ts, self._log_jobs, self._log_machines],
+        g = np.array([st.n_scheduled / max(1, O), (self._max_lb - now) / ts, self._log_jobs, self._log_machines],
                      dtype=np.float32)
         return {
             "x": x.copy(),

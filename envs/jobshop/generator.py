@@ -40,7 +40,9 @@ class UniformJobShopGenerator:
     """Random JSSP with ``n_jobs`` x ``n_machines`` and processing times uniform in [low, high].
 
     This is the distribution L2D (Zhang et al., NeurIPS 2020) trains on. With ``due_tightness``
-    set, due dates follow :func:`add_due_dates`.
+    set, due dates follow :func:`add_due_dates`. With ``sizes`` (for example ``["10x10", "15x15"]``,
+    jobs x machines) each instance's size is drawn uniformly from the list instead of
+    ``n_jobs`` x ``n_machines`` (a curriculum-free size mixture, as in self-labeling's training).
     """
 
     n_jobs: int = 10
@@ -48,16 +50,34 @@ class UniformJobShopGenerator:
     low: int = 1
     high: int = 99
     due_tightness: float | None = None
+    sizes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self._sizes: list[tuple[int, int]] = []
+        for s in self.sizes or []:
+            try:
+                j, m = (int(x) for x in str(s).lower().split("x"))
+            except ValueError:
+                raise ValueError(f"UniformJobShopGenerator: size {s!r} is not JOBSxMACHINES, e.g. '15x15'") from None
+            if j < 1 or m < 1:
+                raise ValueError(f"UniformJobShopGenerator: size {s!r} needs at least one job and one machine")
+            self._sizes.append((j, m))
 
     def size_bounds(self) -> tuple[int, int, int]:
         """(max jobs, max machines, max operations) of the instances this generator draws."""
+        if self._sizes:
+            return (max(j for j, _ in self._sizes), max(m for _, m in self._sizes),
+                    max(j * m for j, m in self._sizes))
         return self.n_jobs, self.n_machines, self.n_jobs * self.n_machines
 
     def __call__(self, rng: np.random.Generator) -> JobShopInstance:
-        durations = rng.integers(self.low, self.high + 1, size=(self.n_jobs, self.n_machines))
-        machines = np.argsort(rng.random((self.n_jobs, self.n_machines)), axis=1)
+        J, M = self.n_jobs, self.n_machines
+        if self._sizes:
+            J, M = self._sizes[int(rng.integers(len(self._sizes)))]
+        durations = rng.integers(self.low, self.high + 1, size=(J, M))
+        machines = np.argsort(rng.random((J, M)), axis=1)
         inst = JobShopInstance.from_matrices(
-            f"uniform{self.n_jobs}x{self.n_machines}", machines, durations, n_machines=self.n_machines,
+            f"uniform{J}x{M}", machines, durations, n_machines=M,
             source=f"generator:uniform({self.low},{self.high})",
         )
         if self.due_tightness is not None:

@@ -114,6 +114,17 @@ class JobShopState:
         ok = self.eligible[nxt] & self.active_jobs()[:, None]
         return np.where(ok, est, np.iinfo(np.int64).max)
 
+    def earliest_start(self) -> int:
+        """Earliest time (time units) at which any unscheduled operation can start by appending it
+        to a machine (the decision time of the non-delay scheme); 0 for a complete schedule."""
+        if self.done:
+            return 0
+        if self.flexible:
+            return int(self.pair_est().min())
+        active = self.active_jobs()
+        nm = self.op_machine[self.next_op_clipped()[active]]
+        return int(np.maximum(self.job_ready[active], self.mach_ready[nm]).min())
+
     def pair_mask(self) -> np.ndarray:
         """(J, M) bool: (job, machine) pairs that may be scheduled now under the scheme."""
         if self.done:
