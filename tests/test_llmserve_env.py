@@ -122,3 +122,25 @@ def test_evaluate_cli(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     text = (tmp_path / "results.csv").read_text()
     assert "slo_attainment" in text and "goodput_rps" in text and ",ok," in text
+
+
+@pytest.mark.parametrize("env_id", ["schedgym/LLMQueue-v0", "schedgym/LLMRouting-v0"])
+def test_episode_without_decisions_still_has_a_valid_action(env_id):
+    """Orca reserves a whole max-length slot per request; with 20 KV blocks every request is rejected
+    at arrival, so the queue env has no decision at all. Every mask must still offer an action, and
+    the episode ends with every request counted as rejected."""
+    spec = ("synthetic:prompt_mean=300:output_mean=600:rate=12:n=30:seed=2:max_tokens=4000:scheduler=orca:"
+            "num_blocks=20:replicas=2")
+    env = gym.make(env_id, instance=spec)
+    obs, info = env.reset(seed=0)
+    if env_id == "schedgym/LLMQueue-v0":
+        assert info["action_mask"].sum() == 1 and obs["action_mask"].sum() == 1
+    steps, term = 0, False
+    while not term:
+        assert info["action_mask"].any() and np.array_equal(obs["action_mask"], info["action_mask"])
+        obs, r, term, trunc, info = env.step(int(np.flatnonzero(info["action_mask"])[0]))
+        assert not trunc
+        steps += 1
+    assert steps == (1 if env_id == "schedgym/LLMQueue-v0" else 30)
+    assert info["solution"].rejected.all()
+    assert info["metrics"]["slo_attainment"] == 0.0

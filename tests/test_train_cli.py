@@ -111,10 +111,10 @@ def test_resume_skips_a_torn_checkpoint(tmp_path):
 
 
 def test_self_labeling_recipe_trains_and_evaluates(tmp_path):
-    """experiment=sls_jobshop (the shipped policy's recipe), shrunk: trains by self-labeling on the size
-    mixture, evaluates on held-out instances, saves best_policy.pt with its observation settings,
-    and scripts/evaluate.py runs the result."""
-    r = _run(["experiment=sls_jobshop", "logger=tensorboard", "progress_bar=false", "agent.algo.iterations=4",
+    """experiment=sls_jobshop (the shipped policy's recipe), shrunk: trains by self-labeling, evaluates
+    on held-out instances, saves best_policy.pt with its observation settings, and
+    scripts/evaluate.py runs the result."""
+    _run(["experiment=sls_jobshop", "logger=tensorboard", "progress_bar=false", "agent.algo.iterations=4",
               "agent.algo.samples=3", "agent.algo.eval_every=2", "env.train.eval_env_kwargs.instance=[ft06,la01]",
               "env.train.eval_episodes=2"], tmp_path, timeout=400)
     payload = torch.load(tmp_path / "best_policy.pt", weights_only=False)

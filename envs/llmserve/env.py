@@ -283,6 +283,7 @@ class LLMRoutingEnv(_LLMServeEnv):
         m = np.zeros(self.n_actions, bool)
         d = self._decision
         if d is None:
+            m[0] = True  # nothing to route: any action ends the episode (see LLMQueueEnv._mask)
             return m
         R = self.sim.n_route  # all replicas, or the prefill replicas of a disaggregated cluster
         fits = [self.sim.accepts(rep, d.rid) for rep in self.sim.replicas[:R]]
@@ -354,6 +355,9 @@ class LLMQueueEnv(_LLMServeEnv):
         m = np.zeros(self.n_actions, bool)
         d = self._decision
         if d is None:
+            # nothing to decide (an episode that needs no decision, e.g. every request rejected):
+            # the "admit nothing" action stays valid, and stepping it ends the episode
+            m[self.max_queue] = True
             return m
         cands = set(d.candidates)
         vis = self._visible_waiting()
