@@ -78,6 +78,7 @@ import gymnasium as gym
 import numpy as np
 
 from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
 from schedgym.envs.gpudag.generator import TopcuogluGenerator
 from schedgym.envs.gpudag.instances import load_instance
 from schedgym.envs.gpudag.metrics import metrics
@@ -112,29 +113,16 @@ class GPUDagEnv(gym.Env):
     ):
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         self.reward_type = reward
         self.reward_scale_arg = reward_scale
         self.invalid_action_penalty = float(invalid_action_penalty)
         self.render_mode = render_mode
-        if isinstance(instance, (list, tuple)):
-            self.instances = [load_instance(i) for i in instance]
-        elif instance is not None:
-            self.instances = [load_instance(instance)]
-        else:
-            self.instances = []
+        self.instances = load_instances(instance, load_instance)
         self.generator = generator or TopcuogluGenerator(n_tasks=30, n_procs=4)
-        if self.instances:
-            bounds = [(i.n_tasks, i.n_devices, i.n_edges) for i in self.instances]
-        elif hasattr(self.generator, "size_bounds"):
-            bounds = [self.generator.size_bounds()]
-        else:
-            s = self.generator(np.random.default_rng(0))
-            bounds = [(s.n_tasks, s.n_devices, s.n_edges)]
-        self.max_tasks = int(max_tasks or max(b[0] for b in bounds))
-        self.max_devices = int(max_devices or max(b[1] for b in bounds))
-        self.max_edges = int(max_edges or max(b[2] for b in bounds))
+        self.max_tasks, self.max_devices, self.max_edges = padded_sizes(
+            self.instances, self.generator, lambda i: (i.n_tasks, i.n_devices, i.n_edges),
+            (max_tasks, max_devices, max_edges))
         self.n_nodes = self.max_tasks + self.max_devices
         self.n_edge_slots = self.max_edges + self.max_tasks
         self.n_actions = self.max_tasks * self.max_devices + 1

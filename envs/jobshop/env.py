@@ -73,6 +73,7 @@ import gymnasium as gym
 import numpy as np
 
 from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
 from schedgym.envs.jobshop.generator import FlexibleJobShopGenerator, UniformJobShopGenerator, add_due_dates
 from schedgym.envs.jobshop.instances import load_instance
 from schedgym.envs.jobshop.metrics import metrics
@@ -116,8 +117,7 @@ class JobShopEnv(gym.Env):
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         self.scheme = scheme
         self.time_origin = time_origin
         self.reward_type = reward
@@ -127,23 +127,11 @@ class JobShopEnv(gym.Env):
         self.render_mode = render_mode
         self.cycle = cycle
         self._next_index = 0
-        if isinstance(instance, (list, tuple)):
-            self.instances = [load_instance(i) for i in instance]
-        elif instance is not None:
-            self.instances = [load_instance(instance)]
-        else:
-            self.instances = []
+        self.instances = load_instances(instance, load_instance)
         self.generator = generator or self._default_generator()
-        if self.instances:
-            bounds = [(i.n_jobs, i.n_machines, i.n_ops) for i in self.instances]
-        elif hasattr(self.generator, "size_bounds"):
-            bounds = [self.generator.size_bounds()]
-        else:
-            sample = self.generator(np.random.default_rng(0))
-            bounds = [(sample.n_jobs, sample.n_machines, sample.n_ops)]
-        self.max_jobs = int(max_jobs or max(b[0] for b in bounds))
-        self.max_machines = int(max_machines or max(b[1] for b in bounds))
-        self.max_ops = int(max_ops or max(b[2] for b in bounds))
+        self.max_jobs, self.max_machines, self.max_ops = padded_sizes(
+            self.instances, self.generator, lambda i: (i.n_jobs, i.n_machines, i.n_ops),
+            (max_jobs, max_machines, max_ops))
         n_nodes = self.max_ops + (self.max_machines if self.flexible else 0)
         self.n_nodes = n_nodes
         self.max_edges = 2 * self.max_ops + (self.max_ops * self.max_machines if self.flexible else 0)

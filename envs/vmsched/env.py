@@ -68,6 +68,7 @@ import gymnasium as gym
 import numpy as np
 
 from schedgym.envs.core.graph_obs import padded_graph_space
+from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
 from schedgym.envs.vmsched.generator import VMClusterGenerator
 from schedgym.envs.vmsched.instances import load_instance
 from schedgym.envs.vmsched.metrics import metrics
@@ -97,28 +98,15 @@ class VMRescheduleEnv(gym.Env):
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         self.render_mode = render_mode
         self.mnl_arg = None if mnl is None else int(mnl)
         self.migration_cost = float(migration_cost)
         self.invalid_action_penalty = float(invalid_action_penalty)
-        if isinstance(instance, (list, tuple)):
-            self.instances = [load_instance(i) for i in instance]
-        elif instance is not None:
-            self.instances = [load_instance(instance)]
-        else:
-            self.instances = []
+        self.instances = load_instances(instance, load_instance)
         self.generator = generator or VMClusterGenerator(size="S")
-        if self.instances:
-            bounds = [(i.n_pms, i.n_vms) for i in self.instances]
-        elif hasattr(self.generator, "size_bounds"):
-            bounds = [self.generator.size_bounds()]
-        else:
-            sample = self.generator(np.random.default_rng(0))
-            bounds = [(sample.n_pms, sample.n_vms)]
-        self.max_pms = int(max_pms or max(b[0] for b in bounds))
-        self.max_vms = int(max_vms or max(b[1] for b in bounds))
+        self.max_pms, self.max_vms = padded_sizes(
+            self.instances, self.generator, lambda i: (i.n_pms, i.n_vms), (max_pms, max_vms))
         self.n_numa_nodes = 2 * self.max_pms
         self.stop_action = self.max_vms
         self.n_actions = max(self.max_vms + 1, 2 * self.max_pms)
