@@ -38,3 +38,24 @@ def check_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> None
     modes = metadata.get("render_modes", [])
     if render_mode is not None and render_mode not in modes:
         raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
+
+
+def expand_names(spec: str | Sequence[str], sets: dict[str, list[str]], is_instance: Callable[[str], bool],
+                 kind: str, known: Sequence[str]) -> list[str]:
+    """Expand a set name, or a list of set names and instance names, into instance names.
+
+    ``is_instance(name)`` accepts a single instance (catalogue name, file path, generator name);
+    anything else raises :class:`UnknownNameError` listing the closest of ``sets`` and ``known``.
+    """
+    from schedgym.envs.core.errors import UnknownNameError
+
+    items = [spec] if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in map(str, items):
+        if item in sets:
+            out.extend(sets[item])
+        elif is_instance(item):
+            out.append(item)
+        else:
+            raise UnknownNameError(kind, item, list(sets) + list(known))
+    return out

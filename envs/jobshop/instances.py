@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
+from schedgym.envs.core.sources import expand_names
 from schedgym.envs.jobshop.types import JobShopInstance
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "jobshop"
@@ -293,15 +294,7 @@ def instance_sets() -> dict[str, list[str]]:
 
 def resolve_instances(spec: str | list[str]) -> list[str]:
     """Expand a set name or a list of set names / instance names / file paths into instance names."""
-    items = [spec] if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    sets = instance_sets()
-    for item in items:
-        item = str(item)
-        if item in sets:
-            out.extend(sets[item])
-        elif item in _catalogue() or Path(item).is_file() or item.startswith("gen:"):
-            out.append(item)
-        else:
-            raise UnknownNameError("job-shop instance or set", item, list(sets) + list(_catalogue()))
-    return out
+    cat = _catalogue()
+    return expand_names(spec, instance_sets(),
+                        lambda n: n in cat or Path(n).is_file() or n.startswith("gen:"),
+                        "job-shop instance or set", list(cat))

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
+from schedgym.envs.core.sources import expand_names
 from schedgym.envs.vmsched.generator import SIZES, VMClusterGenerator
 from schedgym.envs.vmsched.types import ACTIVE, DEFAULT_MNL, STATUS_NAMES, VMInstance
 
@@ -439,18 +440,9 @@ def instance_sets() -> dict[str, list[str]]:
 
 def resolve_instances(spec: str | list[str]) -> list[str]:
     """Expand set names, instance names and file paths into instance names."""
-    items = [spec] if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    sets = instance_sets()
-    for item in items:
-        item = str(item)
-        if item in sets:
-            out.extend(sets[item])
-        elif item in _catalogue() or GEN_RE.match(item) or Path(item).is_file():
-            out.append(item)
-        else:
-            raise UnknownNameError("VM instance or set", item, list(sets) + list(_catalogue()))
-    return out
+    cat = _catalogue()
+    return expand_names(spec, instance_sets(), lambda n: n in cat or bool(GEN_RE.match(n)) or Path(n).is_file(),
+                        "VM instance or set", list(cat))
 
 
 __all__ = ["ACTIVE", "parse_snapshot", "read_snapshot", "write_snapshot", "snapshot_dict", "load_instance",
