@@ -32,6 +32,21 @@ def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _weights_fingerprint(pcfg: dict[str, Any]) -> str | None:
+    """Content hash of the checkpoint a trained-policy config loads (``checkpoint: null`` is the
+    shipped one), so that retraining into the same path invalidates stored results; None for
+    policies without weights."""
+    if not str(pcfg.get("_target_", "")).startswith("schedgym.agents."):
+        return None
+    from schedgym.agents.checkpoint import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(pcfg.get("checkpoint"))
+    except FileNotFoundError:
+        return None  # the cell fails at run time with the loader's message
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+
+
 def policy_names(conf_dir: Path) -> list[str]:
     return sorted(p.stem for p in (conf_dir / "policy").glob("*.yaml"))
 
@@ -141,14 +156,14 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
         if isinstance(p, str):
             p = {"name": p}
         pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
-        policies.append((p.get("label", p["name"]), pcfg, p_env))
+        policies.append((p.get("label", p["name"]), pcfg, p_env, _weights_fingerprint(pcfg)))
     for set_spec in sets:
         # a set of conf/instances or conf/workload, a name the domain resolves, or a list of
         # instance names that forms one table
         names = _resolve_set(domain, conf_dir, set_spec)
         if isinstance(set_spec, list):
             set_spec = ",".join(str(x) for x in set_spec)
-        for label, pcfg, p_env in policies:
+        for label, pcfg, p_env, weights in policies:
             for name in names:
                 for seed in cell.get("seeds", [0]):
                     task = {
@@ -163,7 +178,8 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
                         "env_kwargs": {**env_kwargs, **p_env},
                         "time_limit_s": float(cell.get("time_limit_s", 10.0)),
                     }
-                    task["config_hash"] = _hash({k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")})
+                    task["config_hash"] = _hash({**{k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")},
+                                                 "weights": weights})
                     task["key"] = _hash({k: v for k, v in task.items() if k != "suite"})
                     tasks.append(task)
     return tasks

@@ -544,3 +544,21 @@ def test_ray_runner_on_a_local_instance(lbconf, tmp_path):
         assert r["steps"] == serial[k]["steps"]
         assert comparable(r["status"], json.loads(r["metrics"])) == comparable(r["status"], serial[k]["metrics"])
     assert (tmp_path / "ray" / "leaderboard.csv").exists()
+
+
+def test_retrained_checkpoint_invalidates_stored_results(tmp_path):
+    """A checkpoint overwritten in place (retraining into the same path) gives new task keys, so a
+    resumed leaderboard reruns its episodes instead of showing the old weights' results."""
+    import shutil
+
+    from schedgym.agents.checkpoint import resolve_checkpoint
+
+    ck = tmp_path / "p.pt"
+    shutil.copy(resolve_checkpoint(None), ck)
+    suite = {"name": "ck", "cells": [{"env": "jobshop", "instances": ["ft06"],
+                                      "policies": [{"name": "ppo_gnn", "overrides": {"checkpoint": str(ck)}}, "spt"]}]}
+    before = {t["policy"]: t["key"] for t in expand_suite(suite, CONF)}
+    ck.write_bytes(ck.read_bytes() + b"\0")  # any change of the file's bytes
+    after = {t["policy"]: t["key"] for t in expand_suite(suite, CONF)}
+    assert before["ppo_gnn"] != after["ppo_gnn"]
+    assert before["spt"] == after["spt"]
