@@ -88,7 +88,11 @@ def _fmt(x: Any) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
-        return "nan" if math.isnan(x) else (f"{x:.2f}" if abs(x) < 1e5 else f"{x:.4g}")
+        if math.isnan(x):
+            return "nan"
+        if x != 0 and abs(x) < 1:
+            return f"{x:.4f}"  # rates and fractions (fragment rate, SLO attainment) need more digits
+        return f"{x:.2f}" if abs(x) < 1e5 else f"{x:.4g}"
     return str(x)
 
 
