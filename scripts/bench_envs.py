@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU seconds per (tool, instance): stop after the episode that exceeds it "
                         "(at least one episode; default 6)")
     p.add_argument("--csv", type=str, default=None, help="also write the table to this CSV file")
-    p.add_argument("--domains", nargs="*", default=["gpudag", "vmsched"],
+    p.add_argument("--domains", nargs="*", default=["gpudag", "vmsched"], choices=["gpudag", "vmsched"],
                    help="other environments to time after the job-shop table (gpudag, vmsched; none: skip)")
     args = p.parse_args(argv)
     if args.episodes < 1:
