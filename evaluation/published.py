@@ -2,7 +2,8 @@
 
 Each entry: domain, instance set (our name for the same benchmark set), policy, metric, value,
 citation, and a note on the conditions. Figures are copied from the papers as quoted in
-``shared/DESIGN.md`` and the issues; nothing here is computed by schedgym.
+``shared/DESIGN.md`` and the issues, except Vidur's, which come from a local run of Vidur read from
+``envs/data/llmserve/vidur_reference.json``; nothing here is computed by schedgym.
 """
 
 from __future__ import annotations
@@ -38,16 +39,6 @@ _VMR2L = {
 }
 
 
-_VIDUR = {
-    # Vidur simulating Llama-2-7B on A100, vLLM v0, batch cap 128, 4,096 tokens per batch, Azure
-    # conversation lengths capped at 4,096, Poisson arrivals, 4,000 requests
-    "vidur_fidelity_1rep": {"ttft_p50_s": 0.092, "ttft_p90_s": 0.388, "ttft_p99_s": 0.675, "tpot_p50_s": 0.0287,
-                            "tpot_p90_s": 0.0414, "tpot_p99_s": 0.0617, "throughput_rps": 3.65},
-    "vidur_fidelity_4rep": {"ttft_p50_s": 0.087, "ttft_p90_s": 0.368, "ttft_p99_s": 0.467, "tpot_p50_s": 0.0272,
-                            "tpot_p90_s": 0.0369, "tpot_p99_s": 0.0508, "throughput_rps": 14.3},
-}
-
-
 def published_rows() -> list[dict[str, Any]]:
     """All reported rows as dicts with keys domain, instance_set, policy, metric, value, citation, note."""
     rows: list[dict[str, Any]] = []
@@ -61,10 +52,18 @@ def published_rows() -> list[dict[str, Any]]:
         rows.append({"domain": "vmsched", "instance_set": "generated_m", "policy": policy,
                      "metric": "fragment_rate", "value": fr, "citation": "VMR2L, EuroSys 2025",
                      "note": ("on VMR2L's own medium data set (initial FR about 0.555), MNL 50; " + note).strip("; ")})
-    for iset, vals in _VIDUR.items():
-        for metric, value in vals.items():
+    rows.extend(_vidur_rows())
+    return rows
+
+
+def _vidur_rows() -> list[dict[str, Any]]:
+    """Vidur's figures from the one reference file (a local run of Vidur, not the paper's numbers)."""
+    from schedgym.envs.llmserve.reference import vidur_citation, vidur_reference
+
+    rows = []
+    for iset, setting in vidur_reference()["settings"].items():
+        for metric, value in setting["metrics"].items():
             rows.append({"domain": "llmserve", "instance_set": iset, "policy": "Vidur (vLLM v0 model)",
-                         "metric": metric, "value": value,
-                         "citation": "Vidur, MLSys 2024 (commit 7d47513, run with the same inputs and knobs; issue 3)",
+                         "metric": metric, "value": value, "citation": vidur_citation(),
                          "note": "TPOT as Vidur defines it: decode time / output tokens"})
     return rows

@@ -3,7 +3,9 @@
     python scripts/bench_llmserve.py              # fidelity table, speed, capacity knee
     python scripts/bench_llmserve.py --no-knee    # skip the capacity search
 
-Setup (identical inputs to the Vidur runs quoted below): Llama-2-7B on A100 (Vidur's ``mlp.csv``
+Vidur's figures, its commit, the command and the workload names that rebuild its inputs here are read
+from one file, ``envs/data/llmserve/vidur_reference.json`` (a local run of Vidur, not the paper's
+numbers). Setup (identical inputs to those Vidur runs): Llama-2-7B on A100 (Vidur's ``mlp.csv``
 and the surrogate attention table, shipped as ``a100__llama2-7b__tp1``), vLLM v0 scheduler, batch
 cap 128, at most 4,096 tokens per batch, blocks of 16, Vidur's KV planner (10 % memory margin,
 4,096-token request slots), lengths from the Azure conversation trace capped at 4,096 tokens
@@ -28,18 +30,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-VIDUR = {
-    "1 replica @ 3.5 req/s": dict(ttft=(0.092, 0.388, 0.675), tpot=(28.7, 41.4, 61.7), thr=3.65),
-    "4 replicas RR @ 14 req/s": dict(ttft=(0.087, 0.368, 0.467), tpot=(27.2, 36.9, 50.8), thr=14.3),
-}
-CONFIGS = {
-    "1 replica @ 3.5 req/s": "azure_conv:rate=3.5:n=4000:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur",
-    "4 replicas RR @ 14 req/s": "azure_conv:rate=14:n=4000:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur:replicas=4",
-}
-
+VIDUR_FILE = "envs/data/llmserve/vidur_reference.json"
 
 def run_config(name: str):
+    from schedgym.envs.llmserve.reference import fidelity_figures
     from schedgym.envs.llmserve.sim import Simulator
     from schedgym.envs.llmserve.workload import build_workload
 
@@ -48,11 +42,10 @@ def run_config(name: str):
     c0, w0 = time.process_time(), time.perf_counter()
     sol = sim.run()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    ttft = sol.first_token - inst.arrival
-    tpot = (sol.completion - sol.first_token) / inst.output * 1e3
+    f = fidelity_figures(inst, sol)
     return {
-        "ttft": np.percentile(ttft, [50, 90, 99]), "tpot": np.percentile(tpot, [50, 90, 99]),
-        "thr": inst.n_requests / np.nanmax(sol.completion), "iters": sim.iterations, "cpu": cpu, "wall": wall,
+        "ttft": [f[f"ttft_p{q}_s"] for q in (50, 90, 99)], "tpot": [f[f"tpot_p{q}_s"] * 1e3 for q in (50, 90, 99)],
+        "thr": f["throughput_rps"], "iters": sim.iterations, "cpu": cpu, "wall": wall,
         "batch": len(sol.it_req) / max(sim.iterations, 1), "preempt": int(sol.preemptions.sum()), "inst": inst,
         "sol": sol,
     }
@@ -92,18 +85,23 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     from schedgym.envs.llmserve.profiles import latency_model
+    from schedgym.envs.llmserve.reference import vidur_reference
 
     latency_model("a100", "llama2-7b", 1)
+    ref = vidur_reference()
     startup = time.perf_counter() - t0
     rows = []
-    print("Fidelity vs Vidur 7d47513 (Llama-2-7B, A100, vLLM v0, Azure conv, 4,000 requests)\n")
+    print(f"Fidelity vs a local run of Vidur {ref['vidur_commit']} (Llama-2-7B, A100, vLLM v0, Azure conv, "
+          f"4,000 requests; {VIDUR_FILE})\n")
     hdr = f"{'config':26} {'metric':10} {'p50':>18} {'p90':>18} {'p99':>18}"
     print(hdr)
     print("-" * len(hdr))
     speed = []
-    for label, name in CONFIGS.items():
-        r = run_config(name)
-        v = VIDUR[label]
+    for setting in ref["settings"].values():
+        label, vm = setting["label"], setting["metrics"]
+        r = run_config(setting["workload"])
+        v = {"ttft": [vm[f"ttft_p{q}_s"] for q in (50, 90, 99)],
+             "tpot": [vm[f"tpot_p{q}_s"] * 1e3 for q in (50, 90, 99)], "thr": vm["throughput_rps"]}
         for key, unit, scale in (("ttft", "s", 1.0), ("tpot", "ms", 1.0)):
             cells = []
             for ours, ref in zip(r[key], v[key]):

@@ -1,8 +1,7 @@
 """Model and device configurations (small YAML files) and the derived memory arithmetic.
 
-Source of truth: ``envs/data/llmserve/{models,devices}/*.yaml`` (shipped inside the package).
-``conf/llm/{models,devices}/`` holds identical copies for Hydra users; a test keeps them equal.
-A name is looked up there; a path to a YAML file is read directly.
+The configs are ``envs/data/llmserve/{models,devices}/*.yaml`` (shipped inside the package). A name
+is looked up there; a path to a YAML file is read directly.
 """
 
 from __future__ import annotations

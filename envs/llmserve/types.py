@@ -22,8 +22,8 @@ class ReplicaSpec:
     """One model replica (a group of devices serving one copy of the model).
 
     Attributes:
-        model: model config name (``conf/llm/models``), e.g. ``llama2-7b``.
-        device: device config name (``conf/llm/devices``), e.g. ``a100``.
+        model: model config name (``envs/data/llmserve/models``) or a YAML path, e.g. ``llama2-7b``.
+        device: device config name (``envs/data/llmserve/devices``) or a YAML path, e.g. ``a100``.
         tp: tensor-parallel degree (devices per pipeline stage).
         pp: pipeline stages (layers split evenly; one micro-batch in flight per replica).
         scheduler: ``vllm_v0`` (prefill-prioritised, prefill-only or decode-only batches),
