@@ -131,3 +131,56 @@ def test_load_from_path(tmp_path):
     assert inst.name == "mine" and inst.proc.tolist() == [[7]]
     with pytest.raises(FileNotFoundError):
         load_instance(str(tmp_path / "missing.txt"))
+
+
+# ---- issue 11: nothing in a malformed file is silently dropped, overwritten or crashes raw -------
+TWENTY_DIGITS = "9" * 20
+
+
+@pytest.mark.parametrize(
+    "suffix, text, pattern",
+    [
+        # .fjs: a job line beyond the header's count was silently dropped
+        (".fjs", "1 2 1\n1 1 1 5\n1 1 2 3\n", r"line 3: header declares 1 jobs but 2 job lines follow"),
+        (".fjs", "1 2 1\n1 1 1 5\n\n# note\n1 1 2 3\n", r"line 5: header declares 1 jobs but 2 job lines follow"),
+        # .fjs: a machine listed twice in one operation silently overwrote the first duration
+        (".fjs", "1 2 1\n1 2 1 5 1 7\n", r"line 2: job 0 operation 0: machine 1 is listed twice \(durations 5 and 7\)"),
+        # absurd numbers (20 digits) in either format: header, duration, machine
+        (".fjs", f"1 2 1\n1 1 1 {TWENTY_DIGITS}\n", rf"line 2: number {TWENTY_DIGITS} is out of range.*2147483647"),
+        (".fjs", f"{TWENTY_DIGITS} 2 1\n1 1 1 5\n", r"line 1: number 9+ is out of range"),
+        (".fjs", f"1 {TWENTY_DIGITS}\n1 1 1 5\n", r"line 1: number 9+ is out of range"),
+        (".fjs", "1 1000000\n1 1 1 5\n", r"line 1: header declares 1000000 machines \(at most 10000"),
+        (".txt", f"2 2\n0 5 1 {TWENTY_DIGITS}\n1 4 0 2\n", rf"line 2: number {TWENTY_DIGITS} is out of range"),
+        (".txt", f"2 {TWENTY_DIGITS}\n0 5 1 3\n1 4 0 2\n", r"line 1: number 9+ is out of range"),
+        (".txt", f"2 2\n0 5 {TWENTY_DIGITS} 3\n1 4 0 2\n", r"line 2: number 9+ is out of range"),
+        (".txt", "2 2\n0 5 1 " + "7" * 5000 + "\n1 4 0 2\n", r"line 2: number 7{12}\.\.\.7{6} \(5000 digits\) is out"),
+        # a huge machine count is reported from the row lengths, never allocated
+        (".txt", "1 2147483647\n0 5\n", r"line 2: job 0 has 2 numbers, expected 4294967294"),
+        # digits that Python's int() accepts but the format does not (Arabic-Indic three)
+        (".txt", "1 1\n0 \u0663\n", r"line 2: token '\u0663' is not an integer"),
+        (".fjs", "1 1\n1 1 1 \u0663\n", r"line 2: token '\u0663' is not an integer"),
+    ],
+)
+def test_malformed_file_names_file_and_line(tmp_path, suffix, text, pattern):
+    p = tmp_path / f"bad{suffix}"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(InstanceFormatError, match=pattern) as exc:
+        read_instance_file(p)
+    assert str(exc.value).startswith(f"{p}, line ")
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".fjs"])
+@pytest.mark.parametrize(
+    "data, pattern",
+    [
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)), "is a binary file"),
+        (b"2 2\n0 5 1 3\n1 4 0 \xff\xfe\n", r"is not a UTF-8 text file \(undecodable byte at offset 18\)"),
+    ],
+)
+def test_binary_file_is_a_format_error(tmp_path, suffix, data, pattern):
+    p = tmp_path / f"blob{suffix}"
+    p.write_bytes(data)
+    for load in (read_instance_file, load_instance):
+        with pytest.raises(InstanceFormatError, match=pattern) as exc:
+            load(str(p))
+        assert str(exc.value).startswith(str(p)) and "expected a text instance file" in str(exc.value)

@@ -43,14 +43,38 @@ def _data_lines(text: str) -> list[tuple[int, list[str]]]:
     return out
 
 
+#: largest absolute value of any number in an instance file (durations, indices, counts): 2**31 - 1, so
+#: that sums of durations (makespans, CP-SAT horizons) stay far inside int64
+MAX_NUMBER = 2**31 - 1
+#: most machines a ``.fjs`` header may declare (each operation gets one row of that many entries)
+MAX_FJS_MACHINES = 10_000
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
 def _ints(tokens: list[str], source: str, line: int) -> list[int]:
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not re.fullmatch(r"[+-]?\d+", t))
-        raise InstanceFormatError(
-            source, f"token {bad!r} is not an integer", line, "durations and machine indices are integers"
-        ) from None
+    """The tokens as integers; a non-integer token (``1.5``, ``abc``, non-ASCII digits) or one beyond
+    :data:`MAX_NUMBER` in absolute value is an :class:`InstanceFormatError` naming the line."""
+    out = []
+    for t in tokens:
+        if not _INT_RE.fullmatch(t):
+            raise InstanceFormatError(source, f"token {t!r} is not an integer", line,
+                                      "durations and machine indices are integers")
+        digits = t.lstrip("+-").lstrip("0")
+        if len(digits) > len(str(MAX_NUMBER)) or abs(int(t)) > MAX_NUMBER:
+            shown = t if len(t) <= 30 else f"{t[:12]}...{t[-6:]} ({len(digits)} digits)"
+            raise InstanceFormatError(source, f"number {shown} is out of range", line,
+                                      f"numbers in an instance file are at most {MAX_NUMBER} in absolute value")
+        out.append(int(t))
+    return out
+
+
+def _check_job_count(source: str, n_jobs: int, rows: list[tuple[int, list[str]]], hline: int) -> None:
+    """Exactly ``n_jobs`` job lines after the header; the error names the first extra line or the last one."""
+    if len(rows) == n_jobs:
+        return
+    line = rows[n_jobs][0] if len(rows) > n_jobs else (rows[-1][0] if rows else hline)
+    raise InstanceFormatError(source, f"header declares {n_jobs} jobs but {len(rows)} job lines follow", line,
+                              "one line per job; fix the header's job count or remove the extra lines")
 
 
 def parse_standard(text: str, name: str = "instance", source: str = "<string>") -> JobShopInstance:
@@ -67,12 +91,9 @@ def parse_standard(text: str, name: str = "instance", source: str = "<string>") 
         raise InstanceFormatError(source, f"header says {n_jobs} jobs and {n_machines} machines", hline,
                                   "both must be positive")
     rows = lines[1:]
-    if len(rows) != n_jobs:
-        raise InstanceFormatError(source, f"header declares {n_jobs} jobs but {len(rows)} job lines follow",
-                                  rows[-1][0] if rows else hline,
-                                  "one line per job with 'machine duration' pairs")
-    machines = np.zeros((n_jobs, n_machines), dtype=np.int64)
-    durations = np.zeros((n_jobs, n_machines), dtype=np.int64)
+    _check_job_count(source, n_jobs, rows, hline)
+    machines: list[list[int]] = []
+    durations: list[list[int]] = []
     for j, (ln, toks) in enumerate(rows):
         vals = _ints(toks, source, ln)
         if len(vals) != 2 * n_machines:
@@ -87,9 +108,10 @@ def parse_standard(text: str, name: str = "instance", source: str = "<string>") 
             if d < 0:
                 raise InstanceFormatError(source, f"job {j} operation {k}: negative duration {d}", ln,
                                           "durations must be >= 0")
-        machines[j] = ms
-        durations[j] = ds
-    return JobShopInstance.from_matrices(name, machines, durations, n_machines=n_machines, source=source)
+        machines.append(ms)
+        durations.append(ds)
+    return JobShopInstance.from_matrices(name, np.asarray(machines, dtype=np.int64),
+                                         np.asarray(durations, dtype=np.int64), n_machines=n_machines, source=source)
 
 
 def parse_fjs(text: str, name: str = "instance", source: str = "<string>") -> JobShopInstance:
@@ -103,13 +125,14 @@ def parse_fjs(text: str, name: str = "instance", source: str = "<string>") -> Jo
         raise InstanceFormatError(source, f"bad header {' '.join(header)!r}", hline,
                                   "expected positive 'n_jobs n_machines [avg_machines_per_op]'")
     n_jobs, n_machines = head
+    if n_machines > MAX_FJS_MACHINES:
+        raise InstanceFormatError(source, f"header declares {n_machines} machines", hline,
+                                  f"at most {MAX_FJS_MACHINES} machines are supported")
     rows = lines[1:]
-    if len(rows) < n_jobs:
-        raise InstanceFormatError(source, f"header declares {n_jobs} jobs but {len(rows)} job lines follow",
-                                  rows[-1][0] if rows else hline)
+    _check_job_count(source, n_jobs, rows, hline)
     proc_rows: list[np.ndarray] = []
     job_ptr = [0]
-    for j, (ln, toks) in enumerate(rows[:n_jobs]):
+    for j, (ln, toks) in enumerate(rows):
         vals = _ints(toks, source, ln)
         if not vals or vals[0] <= 0:
             raise InstanceFormatError(source, f"job {j}: first number (operation count) must be positive", ln)
@@ -135,6 +158,10 @@ def parse_fjs(text: str, name: str = "instance", source: str = "<string>") -> Jo
                                               f"1..{n_machines}", ln, "machines are 1-indexed in .fjs files")
                 if d < 0:
                     raise InstanceFormatError(source, f"job {j} operation {k}: negative duration {d}", ln)
+                if row[m - 1] >= 0:
+                    raise InstanceFormatError(source, f"job {j} operation {k}: machine {m} is listed twice "
+                                              f"(durations {row[m - 1]} and {d})", ln,
+                                              "list each eligible machine once per operation")
                 row[m - 1] = d
             proc_rows.append(row)
         if pos != len(vals):
@@ -150,12 +177,25 @@ def parse_fjs(text: str, name: str = "instance", source: str = "<string>") -> Jo
     )
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; a binary (NUL bytes) or non-UTF-8 file is an :class:`InstanceFormatError`."""
+    data = path.read_bytes()
+    problem = "is a binary file (it contains NUL bytes)" if b"\0" in data else None
+    if problem is None:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = f"is not a UTF-8 text file (undecodable byte at offset {exc.start})"
+    raise InstanceFormatError(str(path), problem,
+                              fix="expected a text instance file: the standard 'n_jobs n_machines' format or .fjs")
+
+
 def read_instance_file(path: str | Path, name: str | None = None) -> JobShopInstance:
     """Read an instance file; the format follows the extension (``.fjs`` flexible, else standard)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such instance file")
-    text = path.read_text()
+    text = _read_text(path)
     name = name or path.stem
     if path.suffix.lower() == ".fjs":
         return parse_fjs(text, name=name, source=str(path))
