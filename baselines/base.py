@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -52,3 +53,22 @@ class RandomMaskedPolicy:
         if mask is None:
             mask = self.env.unwrapped.action_masks()
         return int(self.rng.choice(np.flatnonzero(mask)))
+
+
+def check_time_limit(time_limit_s: Any, solver: str) -> float | None:
+    """``time_limit_s`` (seconds) as a float, ``None`` passed through (the solver's default).
+
+    A limit <= 0, NaN or a non-number would let a solver return its warm start or HEFT hint as if it
+    had searched, so it is a ``ValueError`` naming ``time_limit_s``, the solver and the valid range
+    (> 0 seconds; ``inf`` means no limit).
+    """
+    if time_limit_s is None:
+        return None
+    try:
+        value = float(time_limit_s)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(time_limit_s, bool) or not value > 0:
+        raise ValueError(f"{solver}: time_limit_s={time_limit_s!r} is out of range; it must be a number of "
+                         "seconds > 0 (inf for no limit)")
+    return value
