@@ -23,7 +23,9 @@ def register_envs() -> None:
     """Register all schedgym environment ids with Gymnasium (idempotent)."""
     for env_id, entry_point in ENV_SPECS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+            # order_enforce=False: the envs check the order themselves (envs/core/base_env.py), so
+            # step() before reset(), after the end and after a failed reset() raise one error
+            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False, order_enforce=False)
 
 
 __all__ = ["ENV_SPECS", "register_envs"]

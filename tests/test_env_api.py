@@ -1,12 +1,15 @@
-"""Every registered schedgym env: Gymnasium's checker, determinism, invalid actions, rendering."""
+"""Every registered schedgym env: Gymnasium's checker, determinism, invalid actions, rendering, and the
+episode order (reset before step; no step after the end or after a failed reset)."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
 import schedgym  # noqa: F401
 from schedgym.envs import ENV_SPECS
+from schedgym.envs.core.errors import ResetNeededError, UnknownNameError
 
 ENV_IDS = sorted(ENV_SPECS)
 
@@ -73,3 +76,57 @@ def test_observation_in_space(env_id):
     assert env.observation_space.contains(obs)
     mask = env.unwrapped.action_masks()
     assert np.array_equal(obs["action_mask"].astype(bool), mask)
+
+
+def _first_valid(info) -> int:
+    return int(np.flatnonzero(info["action_mask"])[0])
+
+
+def _play_to_end(env, seed=0):
+    """Reset, then take the first valid action until the episode ends; the last step's outputs."""
+    _, info = env.reset(seed=seed)
+    while True:
+        out = env.step(_first_valid(info))
+        info = out[4]
+        if out[2] or out[3]:
+            return out
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_step_before_reset_raises(env_id):
+    env = gym.make(env_id)
+    with pytest.raises(ResetNeededError, match=r"call reset\(\) before step\(\): the env has not been reset"):
+        env.step(0)
+    with pytest.raises(ResetNeededError, match=r"call reset\(\) before action_masks\(\)"):
+        env.unwrapped.action_masks()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_step_after_the_episode_ended_raises_the_same_error(env_id):
+    env = gym.make(env_id)
+    _, _, terminated, truncated, info = _play_to_end(env)
+    assert terminated and not truncated and "solution" in info
+    mask = env.unwrapped.action_masks()  # the final state can still be read
+    with pytest.raises(ResetNeededError, match=r"call reset\(\) before step\(\): the episode has ended"):
+        env.step(int(np.flatnonzero(mask)[0]) if mask.any() else 0)
+    with pytest.raises(ResetNeeded):  # Gymnasium's own class, for code that catches that
+        env.step(0)
+    _, info = env.reset(seed=1)  # a new episode steps again
+    env.step(_first_valid(info))
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_failed_reset_leaves_the_env_needing_a_reset(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    _, info = env.reset(seed=0)
+    a = _first_valid(info)
+    with pytest.raises(UnknownNameError, match="no-such-instance"):
+        env.reset(seed=0, options={"instance": "no-such-instance"})
+    with pytest.raises(ResetNeededError, match=r"call reset\(\) before step\(\): the last reset\(\) raised"):
+        env.step(a)
+    with pytest.raises(ResetNeededError, match=r"the last reset\(\) raised"):
+        env.unwrapped.action_masks()
+    assert env.unwrapped.render() is None  # nothing stale is drawn either
+    obs, info = env.reset(seed=0)
+    obs2, _, _, _, info2 = env.step(_first_valid(info))
+    assert env.observation_space.contains(obs2) and info2["invalid_action"] is False

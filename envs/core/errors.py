@@ -6,6 +6,8 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from gymnasium.error import ResetNeeded
+
 
 class SchedGymError(Exception):
     """Base class of schedgym's own errors."""
@@ -54,3 +56,17 @@ class UnknownNameError(SchedGymError, KeyError):
 
 class InfeasibleSolution(SchedGymError, ValueError):
     """A schedule or placement that violates a constraint of its instance."""
+
+
+class ResetNeededError(SchedGymError, ResetNeeded, RuntimeError):
+    """``step()`` (or ``action_masks()``) while no episode is running: before the first ``reset()``,
+    after the episode ended (terminated or truncated) or after a ``reset()`` that raised.
+
+    A subclass of Gymnasium's :class:`~gymnasium.error.ResetNeeded` (what its order-enforcing wrapper
+    raises) and of :class:`RuntimeError` (what schedgym raised before), so existing handlers keep working.
+    """
+
+    def __init__(self, call: str, reason: str):
+        super().__init__(f"call reset() before {call}: {reason}")
+        self.call = call
+        self.reason = reason

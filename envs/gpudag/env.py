@@ -77,14 +77,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.core.base_env import SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
-from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
+from schedgym.envs.core.sources import load_instances, padded_sizes
 from schedgym.envs.gpudag.generator import TopcuogluGenerator
 from schedgym.envs.gpudag.instances import load_instance
 from schedgym.envs.gpudag.metrics import metrics
 from schedgym.envs.gpudag.ranks import downward_rank, upward_rank
 from schedgym.envs.gpudag.state import GPUDagState
-from schedgym.envs.gpudag.types import GPUDagInstance
+from schedgym.envs.gpudag.types import GPUDagInstance, GPUDagSolution
 
 N_NODE_FEATURES = 14
 N_EDGE_FEATURES = 4
@@ -94,10 +95,8 @@ REWARDS = ("auto", "makespan", "jct")
 InstanceSpec = str | GPUDagInstance | Sequence[str | GPUDagInstance] | None
 
 
-class GPUDagEnv(gym.Env):
+class GPUDagEnv(SchedEnv):
     """Event-driven DAG scheduling on heterogeneous devices (see the module docstring)."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -113,11 +112,10 @@ class GPUDagEnv(gym.Env):
     ):
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        check_render_mode(render_mode, self.metadata)
+        super().__init__(render_mode)
         self.reward_type = reward
         self.reward_scale_arg = reward_scale
         self.invalid_action_penalty = float(invalid_action_penalty)
-        self.render_mode = render_mode
         self.instances = load_instances(instance, load_instance)
         self.generator = generator or TopcuogluGenerator(n_tasks=30, n_procs=4)
         self.max_tasks, self.max_devices, self.max_edges = padded_sizes(
@@ -141,9 +139,7 @@ class GPUDagEnv(gym.Env):
         self._action_device_node = np.concatenate([pair_dev, [self.max_tasks]])
 
     # ------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
+    def _start_episode(self, options: dict[str, Any]) -> None:
         if options.get("instance") is not None:
             inst = load_instance(options["instance"])
         elif self.instances:
@@ -156,7 +152,6 @@ class GPUDagEnv(gym.Env):
         self._prepare_static(inst)
         self.n_invalid = 0
         self._objective = self._objective_name(inst)
-        return self._observation(), self._info(invalid=False)
 
     def _objective_name(self, inst: GPUDagInstance) -> str:
         if self.reward_type == "auto":
@@ -214,8 +209,8 @@ class GPUDagEnv(gym.Env):
             return None
         return divmod(int(action), self.max_devices)
 
-    def action_masks(self) -> np.ndarray:
-        """(A,) bool mask of valid actions (sb3-contrib's MaskablePPO calls this)."""
+    def _action_mask(self) -> np.ndarray:
+        """(A,) bool mask of valid actions, cached per decision."""
         st = self.state
         key = (id(st), st.n_decisions)
         if self._mask_key == key:
@@ -241,15 +236,13 @@ class GPUDagEnv(gym.Env):
         return (t < st.n_tasks and d < st.n_devices and bool(st.is_ready[t])
                 and bool(st.eligible[t, d]) and st.busy_until[d] <= st.now)
 
-    def step(self, action):
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
+    def _apply(self, action) -> StepOutcome:
         a = int(action)
         st = self.state
         if not self._is_valid(a):
             self.n_invalid += 1
             truncated = self.n_invalid > max(st.n_tasks, 1) and not st.done
-            return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
+            return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
         t0 = st.now
         dec = self.decode_action(a)
         if dec is None:
@@ -262,7 +255,7 @@ class GPUDagEnv(gym.Env):
             cost = max(t1, t0) - t0
         else:
             cost = st.time_in_system(t0, np.inf if terminated else t1)
-        return self._observation(), -float(cost) / self.reward_scale, terminated, False, self._info(invalid=False)
+        return StepOutcome(-float(cost) / self.reward_scale, terminated, False, invalid=False)
 
     # ------------------------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
@@ -279,7 +272,7 @@ class GPUDagEnv(gym.Env):
         x[:T, 9] = np.where(assigned, st.start - now, 0.0) / ts
         dv = slice(self.max_tasks, self.max_tasks + D)
         x[dv, 12] = np.maximum(st.busy_until - now, 0.0) / ts
-        amask = self.action_masks()
+        amask = self._action_mask()
         pm = amask[:-1].reshape(self.max_tasks, self.max_devices)
         x[: self.max_tasks, 13] = pm.any(axis=1)
         x[dv, 13] = pm.any(axis=0)[:D]
@@ -299,20 +292,17 @@ class GPUDagEnv(gym.Env):
                 "action_mask": amask.astype(np.int8), "action_node": self._action_node.copy(),
                 "action_device_node": self._action_device_node.copy(), "globals": g}
 
-    def _info(self, invalid: bool) -> dict[str, Any]:
-        st = self.state
-        info: dict[str, Any] = {"action_mask": self.action_masks(), "invalid_action": invalid, "now": st.now,
-                                "instance": self.instance.name}
-        if st.done:
-            sol = st.solution()
-            info["solution"] = sol
-            info["metrics"] = metrics(self.instance, sol)
-        return info
+    def _domain_info(self) -> dict[str, Any]:
+        return {"now": self.state.now}
+
+    def _final_solution(self) -> GPUDagSolution | None:
+        return self.state.solution() if self.state.done else None
+
+    def _metrics(self, solution: GPUDagSolution) -> dict[str, float]:
+        return metrics(self.instance, solution)
 
     # ------------------------------------------------------------------------------------------
-    def render(self):
-        if self.render_mode != "rgb_array" or self.state is None:
-            return None
+    def _render_rgb(self) -> np.ndarray:
         from schedgym.envs.gpudag.viewer import gantt_rgb
 
         return gantt_rgb(self.instance, self.state.start, self.state.device, now=self.state.now)

@@ -72,13 +72,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.core.base_env import SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
-from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
+from schedgym.envs.core.sources import load_instances, padded_sizes
 from schedgym.envs.jobshop.generator import FlexibleJobShopGenerator, UniformJobShopGenerator, add_due_dates
 from schedgym.envs.jobshop.instances import load_instance
 from schedgym.envs.jobshop.metrics import metrics
 from schedgym.envs.jobshop.state import SCHEMES, JobShopState
-from schedgym.envs.jobshop.types import JobShopInstance
+from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
 
 N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 5
@@ -89,10 +90,9 @@ TIME_ORIGINS = ("zero", "now")
 InstanceSpec = str | JobShopInstance | Sequence[str | JobShopInstance] | None
 
 
-class JobShopEnv(gym.Env):
+class JobShopEnv(SchedEnv):
     """Classic JSSP: the action is a job; its next operation is scheduled (see module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     flexible = False
 
     def __init__(
@@ -117,14 +117,13 @@ class JobShopEnv(gym.Env):
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        check_render_mode(render_mode, self.metadata)
+        super().__init__(render_mode)
         self.scheme = scheme
         self.time_origin = time_origin
         self.reward_type = reward
         self.due_tightness = due_tightness
         self.reward_scale_arg = reward_scale
         self.invalid_action_penalty = float(invalid_action_penalty)
-        self.render_mode = render_mode
         self.cycle = cycle
         self._next_index = 0
         self.instances = load_instances(instance, load_instance)
@@ -148,9 +147,7 @@ class JobShopEnv(gym.Env):
     # ------------------------------------------------------------------------------------------
     # episode control
     # ------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
+    def _start_episode(self, options: dict[str, Any]) -> None:
         if options.get("instance") is not None:
             inst = load_instance(options["instance"])
         elif self.instances and self.cycle:
@@ -173,7 +170,6 @@ class JobShopEnv(gym.Env):
         self._refresh()
         self._last_objective = self._objective_estimate()
         self._initial_lb = self._max_lb
-        return self._observation(), self._info(invalid=False)
 
     def _check_fits(self, inst: JobShopInstance) -> None:
         if inst.n_jobs > self.max_jobs or inst.n_machines > self.max_machines or inst.n_ops > self.max_ops:
@@ -246,10 +242,7 @@ class JobShopEnv(gym.Env):
     def decode_action(self, action: int) -> tuple[int, int | None]:
         return int(action), None
 
-    def action_masks(self) -> np.ndarray:
-        """(A,) bool mask of valid actions (sb3-contrib's MaskablePPO calls this)."""
-        if self.state is None:
-            raise RuntimeError("call reset() before action_masks()")
+    def _action_mask(self) -> np.ndarray:
         return self._mask.copy()
 
     def _compute_mask(self) -> np.ndarray:
@@ -260,20 +253,18 @@ class JobShopEnv(gym.Env):
     def _is_valid(self, job: int, machine: int | None) -> bool:
         return 0 <= job < self.state.n_jobs and bool(self._mask[job])
 
-    def step(self, action):
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
+    def _apply(self, action) -> StepOutcome:
         job, machine = self.decode_action(int(action))
         st = self.state
         if st.done or not self._is_valid(job, machine):
             self.n_invalid += 1
             truncated = self.n_invalid > max(st.n_ops, 1) and not st.done
-            return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
+            return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
         st.schedule(job, machine)
         self._refresh()
         terminated = st.done
         reward = self._reward(terminated)
-        return self._observation(), reward, terminated, False, self._info(invalid=False)
+        return StepOutcome(reward, terminated, False, invalid=False)
 
     def _refresh(self) -> None:
         """Recompute the per-step caches (action mask, makespan lower bound) after a change."""
@@ -367,24 +358,17 @@ class JobShopEnv(gym.Env):
             "globals": g,
         }
 
-    def _info(self, invalid: bool) -> dict[str, Any]:
-        st = self.state
-        info: dict[str, Any] = {
-            "action_mask": self._mask.copy(),
-            "invalid_action": invalid,
-            "makespan_lb": self._max_lb,
-            "instance": self.instance.name,
-        }
-        if st.done:
-            sol = st.solution()
-            info["solution"] = sol
-            info["metrics"] = metrics(self.instance, sol)
-        return info
+    def _domain_info(self) -> dict[str, Any]:
+        return {"makespan_lb": self._max_lb}
+
+    def _final_solution(self) -> JobShopSolution | None:
+        return self.state.solution() if self.state.done else None
+
+    def _metrics(self, solution: JobShopSolution) -> dict[str, float]:
+        return metrics(self.instance, solution)
 
     # ------------------------------------------------------------------------------------------
-    def render(self):
-        if self.render_mode != "rgb_array" or self.state is None:
-            return None
+    def _render_rgb(self) -> np.ndarray:
         from schedgym.envs.jobshop.viewer import gantt_rgb
 
         return gantt_rgb(self.instance, self.state.start, self.state.assigned)

@@ -65,10 +65,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.core.base_env import SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
 from schedgym.envs.llmserve.metrics import metrics
 from schedgym.envs.llmserve.sim import Decision, Simulator
-from schedgym.envs.llmserve.types import LLMServeInstance
+from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 from schedgym.envs.llmserve.workload import build_workload
 
 N_NODE_FEATURES = 15
@@ -83,7 +84,7 @@ def load_workload(spec: str | LLMServeInstance) -> LLMServeInstance:
     return build_workload(str(spec))
 
 
-class _LLMServeEnv(gym.Env):
+class _LLMServeEnv(SchedEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
     agent_routes = False
     agent_admits = False
@@ -95,8 +96,7 @@ class _LLMServeEnv(gym.Env):
                  max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None):
         if reveal not in REVEAL:
             raise ValueError(f"reveal must be one of {REVEAL}, got {reveal!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        super().__init__(render_mode)
         self.instance_arg = load_workload(instance) if instance is not None else None
         self.default_workload_name = default_workload or self.default_workload
         self.window = window
@@ -108,7 +108,6 @@ class _LLMServeEnv(gym.Env):
         self.max_queue = int(max_queue)
         self.max_running = int(max_running)
         self.invalid_action_penalty = float(invalid_action_penalty)
-        self.render_mode = render_mode
         self._build_spaces()
         self.sim: Simulator | None = None
         self.instance: LLMServeInstance | None = None
@@ -127,9 +126,7 @@ class _LLMServeEnv(gym.Env):
             inst = inst.window(start, self.window)
         return inst
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
+    def _start_episode(self, options: dict[str, Any]) -> None:
         inst = self._pick_instance(options)
         if inst.n_replicas > self.max_replicas:
             raise ValueError(f"workload {inst.name} has {inst.n_replicas} replicas; build the env with "
@@ -151,7 +148,6 @@ class _LLMServeEnv(gym.Env):
         self._seen_entries = 0
         self._seen_arrivals = 0
         self._decision = self._advance(None)
-        return self._observation(), self._info(False)
 
     def _advance(self, choice) -> Decision | None:
         try:
@@ -187,25 +183,21 @@ class _LLMServeEnv(gym.Env):
         self._good += int(ok.sum())
         return float((ok.sum() - (~ok).sum()) / inst.n_requests)
 
-    def step(self, action):
-        if self.sim is None:
-            raise RuntimeError("call reset() before step()")
-        if self._decision is None:
-            return self._observation(), 0.0, True, False, self._info(False)
+    def _apply(self, action) -> StepOutcome:
+        if self._decision is None:  # an episode without any decision: the one valid action ends it
+            return StepOutcome(0.0, True, False, invalid=False)
         mask = self._mask()
         a = int(action)
         if not (0 <= a < len(mask)) or not mask[a]:
             self._n_invalid += 1
             trunc = self._n_invalid > 10 * self.instance.n_requests + 100
-            return self._observation(), self.invalid_action_penalty, False, trunc, self._info(True)
+            return StepOutcome(self.invalid_action_penalty, False, trunc, invalid=True)
         self._decision = self._advance(self._choice(a))
         r = self._reward()
         terminated = self._decision is None
-        return self._observation(), r, terminated, False, self._info(False)
+        return StepOutcome(r, terminated, False, invalid=False)
 
-    def action_masks(self) -> np.ndarray:
-        if self.sim is None:
-            raise RuntimeError("call reset() before action_masks()")
+    def _action_mask(self) -> np.ndarray:
         return self._mask()
 
     # ------------------------------------------------------------------------------------------
@@ -244,22 +236,21 @@ class _LLMServeEnv(gym.Env):
         return np.array([sim.now / horizon, sim.next_arrival / n, sim.n_done / n, self._good / n, kv, *extra],
                         dtype=np.float32)
 
-    def _info(self, invalid: bool) -> dict[str, Any]:
-        info: dict[str, Any] = {"action_mask": self._mask(), "invalid_action": invalid,
-                                "instance": self.instance.name, "time": self.sim.now}
+    def _domain_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"time": self.sim.now}
         d = self._decision
         if d is not None:
             info["decision"] = d.kind
             info["candidates"] = self._candidate_info()
-        else:
-            sol = self.sim.solution()
-            info["solution"] = sol
-            info["metrics"] = metrics(self.instance, sol)
         return info
 
-    def render(self):
-        if self.render_mode != "rgb_array" or self.sim is None:
-            return None
+    def _final_solution(self) -> LLMServeSolution | None:
+        return self.sim.solution() if self._decision is None else None
+
+    def _metrics(self, solution: LLMServeSolution) -> dict[str, float]:
+        return metrics(self.instance, solution)
+
+    def _render_rgb(self) -> np.ndarray:
         from schedgym.envs.llmserve.viewer import render_rgb
 
         return render_rgb(self.instance, self.sim.solution(), now=self.sim.now)

@@ -67,8 +67,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.core.base_env import SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
-from schedgym.envs.core.sources import check_render_mode, load_instances, padded_sizes
+from schedgym.envs.core.sources import load_instances, padded_sizes
 from schedgym.envs.vmsched.generator import VMClusterGenerator
 from schedgym.envs.vmsched.instances import load_instance
 from schedgym.envs.vmsched.metrics import metrics
@@ -82,10 +83,8 @@ N_GLOBALS = 8
 InstanceSpec = str | VMInstance | Sequence[str | VMInstance] | None
 
 
-class VMRescheduleEnv(gym.Env):
+class VMRescheduleEnv(SchedEnv):
     """Two-phase VM rescheduling (see the module docstring)."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -98,8 +97,7 @@ class VMRescheduleEnv(gym.Env):
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
     ):
-        check_render_mode(render_mode, self.metadata)
-        self.render_mode = render_mode
+        super().__init__(render_mode)
         self.mnl_arg = None if mnl is None else int(mnl)
         self.migration_cost = float(migration_cost)
         self.invalid_action_penalty = float(invalid_action_penalty)
@@ -129,9 +127,7 @@ class VMRescheduleEnv(gym.Env):
     # ------------------------------------------------------------------------------------------
     # episode control
     # ------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
+    def _start_episode(self, options: dict[str, Any]) -> None:
         if options.get("instance") is not None:
             inst = load_instance(options["instance"])
         elif self.instances:
@@ -153,7 +149,6 @@ class VMRescheduleEnv(gym.Env):
         self._t0 = time.perf_counter()
         self._prepare_static(inst)
         self._refresh()
-        return self._observation(), self._info(invalid=False)
 
     def _prepare_static(self, inst: VMInstance) -> None:
         P, V, Pm = inst.n_pms, inst.n_vms, self.max_pms
@@ -242,8 +237,8 @@ class VMRescheduleEnv(gym.Env):
             return out
         return self.step(a1)
 
-    def action_masks(self) -> np.ndarray:
-        """(A,) bool mask of valid actions of the current phase (sb3-contrib's MaskablePPO calls this)."""
+    def _action_mask(self) -> np.ndarray:
+        """(A,) bool mask of valid actions of the current phase."""
         return self._mask.copy()
 
     def _refresh(self) -> None:
@@ -261,9 +256,7 @@ class VMRescheduleEnv(gym.Env):
             mask[: 2 * st.P] = st.target_mask(self.selected).ravel()
         self._mask = mask
 
-    def step(self, action):
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
+    def _apply(self, action) -> StepOutcome:
         a = int(action)
         st = self.state
         if self.done or not (0 <= a < self.n_actions) or not self._mask[a]:
@@ -271,7 +264,7 @@ class VMRescheduleEnv(gym.Env):
             truncated = self.n_invalid > self.max_vms + st.mnl and not self.done
             if truncated:
                 self.done = True
-            return self._observation(), self.invalid_action_penalty, False, truncated, self._info(invalid=True)
+            return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
         reward = 0.0
         terminated = False
         if self.phase == 0:
@@ -295,7 +288,7 @@ class VMRescheduleEnv(gym.Env):
         if terminated:
             self.done = True
         self._refresh()
-        return self._observation(), float(reward), terminated, False, self._info(invalid=False)
+        return StepOutcome(float(reward), terminated, False, invalid=False)
 
     # ------------------------------------------------------------------------------------------
     # observation and info
@@ -366,30 +359,22 @@ class VMRescheduleEnv(gym.Env):
             "globals": glob,
         }
 
-    def _info(self, invalid: bool) -> dict[str, Any]:
+    def _domain_info(self) -> dict[str, Any]:
         st = self.state
-        info: dict[str, Any] = {
-            "action_mask": self._mask.copy(),
-            "invalid_action": invalid,
-            "phase": self.phase,
-            "fragment_rate": st.fragment_rate(),
-            "migrations_left": st.migrations_left,
-            "instance": self.instance.name,
-        }
-        if self.done:
-            sol = self.solution()
-            info["solution"] = sol
-            info["metrics"] = metrics(self.instance, sol)
-        return info
+        return {"phase": self.phase, "fragment_rate": st.fragment_rate(), "migrations_left": st.migrations_left}
+
+    def _final_solution(self) -> VMSolution | None:
+        return self.solution() if self.done else None
+
+    def _metrics(self, solution: VMSolution) -> dict[str, float]:
+        return metrics(self.instance, solution)
 
     def solution(self) -> VMSolution:
         """The migration plan so far, with the wall time since reset."""
         return self.state.solution(wall_time_s=time.perf_counter() - self._t0)
 
     # ------------------------------------------------------------------------------------------
-    def render(self):
-        if self.render_mode != "rgb_array" or self.state is None:
-            return None
+    def _render_rgb(self) -> np.ndarray:
         from schedgym.envs.vmsched.viewer import usage_rgb
 
         return usage_rgb(self.instance, self.state.vm_pm, self.state.vm_numa)
