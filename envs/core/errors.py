@@ -70,3 +70,14 @@ class ResetNeededError(SchedGymError, ResetNeeded, RuntimeError):
         super().__init__(f"call reset() before {call}: {reason}")
         self.call = call
         self.reason = reason
+
+
+class ConfigError(SchedGymError, ValueError):
+    """A command line or config that cannot run: an empty list (``names=[]``, ``seeds=[]``), a policy
+    applied to a domain it does not handle, a suite cell without policies. The command-line tools
+    exit with status 2 on it (see :mod:`schedgym.cli`)."""
+
+
+class PolicyDomainError(ConfigError):
+    """A policy or solver configured for an env of a domain it does not apply to (for example HEFT
+    on job-shop, or a checkpoint trained on another domain)."""
