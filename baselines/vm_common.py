@@ -29,6 +29,13 @@ MoveRule = Callable[[VMState], Move | None]
 EPS = 1e-12
 
 
+def plan_limit(instance: VMInstance, mnl: int | None = None) -> int:
+    """The migration limit a baseline plans under: the instance's ``mnl`` (the episode's one limit,
+    see :func:`schedgym.envs.core.episode.apply_env_overrides`), or a baseline's own ``mnl`` when it
+    is smaller: a baseline's setting can tighten the instance's limit, never raise it."""
+    return int(instance.mnl) if mnl is None else min(int(instance.mnl), int(mnl))
+
+
 def candidate_vms(state: VMState) -> tuple[np.ndarray, bool]:
     """(V,) bool VMs the next move may take, and whether they are evacuations (pending VMs that
     can move come first, whatever the fragment rate does)."""
@@ -76,14 +83,16 @@ class MovePolicy:
         return int(v)
 
     def solve_plan(self, instance: VMInstance, mnl: int | None = None) -> VMSolution:
-        """The plan this rule makes on ``instance`` without an env."""
+        """The plan this rule makes on ``instance`` without an env, with at most
+        :func:`plan_limit` migrations."""
         return run_rule(instance, self.rule, mnl=mnl, name=self.name)
 
 
 def run_rule(instance: VMInstance, rule: MoveRule, mnl: int | None = None, name: str = "") -> VMSolution:
-    """Apply ``rule`` until it stops or the migrations are used; returns the plan with its wall time."""
+    """Apply ``rule`` until it stops or the :func:`plan_limit` migrations are used; returns the
+    plan with its wall time (seconds)."""
     t0 = time.perf_counter()
-    st = VMState(instance, mnl=mnl)
+    st = VMState(instance, mnl=plan_limit(instance, mnl))
     while st.migrations_left > 0:
         move = rule(st)
         if move is None:

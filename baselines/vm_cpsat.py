@@ -40,6 +40,7 @@ from math import gcd
 import numpy as np
 from ortools.sat.python import cp_model
 
+from schedgym.baselines.vm_common import plan_limit
 from schedgym.envs.vmsched.state import VMState
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
 
@@ -422,7 +423,8 @@ class VMCPSATSolver:
 
     Args:
         num_workers: CP-SAT search workers.
-        mnl: migration number limit (None: the instance's).
+        mnl: a tighter migration number limit than the instance's (None: the instance's; a larger
+            value does not raise it, see :func:`~schedgym.baselines.vm_common.plan_limit`).
         warm_start_share: fraction of the time limit given to the LNS warm start (0: none; the
             evacuated snapshot is the hint).
         warm_start_max_s: cap on the warm start, seconds.
@@ -446,7 +448,7 @@ class VMCPSATSolver:
 
         t0 = time.perf_counter()
         limit = 60.0 if time_limit_s is None else float(time_limit_s)
-        mnl = int(instance.mnl if self.mnl is None else self.mnl)
+        mnl = plan_limit(instance, self.mnl)
         start = evacuate(instance, mnl)
         pm, numa = start.placement_of()
         warm = None

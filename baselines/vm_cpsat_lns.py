@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from schedgym.baselines.vm_common import run_rule
+from schedgym.baselines.vm_common import plan_limit, run_rule
 from schedgym.baselines.vm_cpsat import evacuate, frag_cores, moved_mask, sequence_plan, solve_placement
 from schedgym.baselines.vm_greedy import VMGreedyPolicy
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
@@ -35,7 +35,8 @@ class VMCPSATLNSSolver:
         k: initial neighbourhood size (PMs); ``k_min``/``k_max`` bound its adaptation.
         sub_time_s: CP-SAT time limit per neighbourhood, seconds.
         seed: random seed of the neighbourhood choice.
-        mnl: migration number limit (None: the instance's).
+        mnl: a tighter migration number limit than the instance's (None: the instance's; a larger
+            value does not raise it, see :func:`~schedgym.baselines.vm_common.plan_limit`).
         name: policy name in result tables.
         stop_at_frag: stop as soon as the incumbent has at most this many fragment cores (None:
             run to the time limit; the full model passes its lower bound ``F mod g``).
@@ -60,7 +61,7 @@ class VMCPSATLNSSolver:
         limit = self.time_limit_s if self.time_limit_s is not None else (5.0 if time_limit_s is None else time_limit_s)
         deadline = t0 + float(limit)
         inst = instance
-        mnl = int(inst.mnl if self.mnl is None else self.mnl)
+        mnl = plan_limit(inst, self.mnl)
         rng = np.random.default_rng(self.seed)
         start = evacuate(inst, mnl)
         greedy = VMGreedyPolicy()

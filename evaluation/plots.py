@@ -251,9 +251,9 @@ def _env_kwargs(task: dict[str, Any], agent: Any) -> dict[str, Any]:
 
 def solve_task(domain, task: dict[str, Any], agent: Any) -> tuple[Any, Any]:
     """(instance, solution) of the task's episode, re-run here."""
-    from schedgym.envs.core.episode import is_solver
+    from schedgym.envs.core.episode import apply_env_overrides, is_solver
 
-    instance = domain.load(task["instance"])
+    instance = apply_env_overrides(domain, domain.load(task["instance"]), _env_kwargs(task, agent))
     if is_solver(agent):
         return instance, agent.solve(instance, task["time_limit_s"])
     env = domain.make_env(instance, **_env_kwargs(task, agent))
@@ -268,10 +268,10 @@ def solve_task(domain, task: dict[str, Any], agent: Any) -> tuple[Any, Any]:
 
 def render_task(domain, task: dict[str, Any], agent: Any) -> np.ndarray | None:
     """Run the task's episode with render_mode rgb_array and return the last frame."""
-    from schedgym.envs.core.episode import is_solver
+    from schedgym.envs.core.episode import apply_env_overrides, is_solver
 
-    instance = domain.load(task["instance"])
     env_kwargs = _env_kwargs(task, agent)
+    instance = apply_env_overrides(domain, domain.load(task["instance"]), env_kwargs)
     if is_solver(agent):
         if domain.render_solution is None:
             return None

@@ -37,6 +37,10 @@ class Domain:
             ``primary_metric``.
         render_solution: ``render_solution(instance, solution) -> (H, W, 3) uint8`` picture of a
             complete solution (Gantt chart, placement), for leaderboard plots; None if unavailable.
+        with_env_overrides: ``with_env_overrides(instance, env_kwargs) -> instance``: the instance with
+            the run's env settings that change the problem itself (VM rescheduling: ``mnl``, the
+            migration limit) written into it, so that solvers (which only see the instance), the env,
+            the validator and the metrics all read one value; None when no env setting does.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Domain:
     table_metrics: tuple[str, ...] = field(default_factory=tuple)
     objective: str = ""
     render_solution: Callable[[Any, Any], Any] | None = None
+    with_env_overrides: Callable[[Any, dict[str, Any]], Any] | None = None
 
 
 #: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).

@@ -69,6 +69,15 @@ def env_kwargs_for_agent(env_kwargs: dict[str, Any] | None, agent: Any) -> dict[
     return out
 
 
+def apply_env_overrides(domain: Domain, instance: Any, env_kwargs: dict[str, Any] | None) -> Any:
+    """``instance`` with the run's env settings that change the problem written into it (the
+    domain's ``with_env_overrides`` hook, e.g. VM rescheduling's migration limit ``mnl``); the
+    instance itself when the domain has no such hook."""
+    if domain.with_env_overrides is None:
+        return instance
+    return domain.with_env_overrides(instance, dict(env_kwargs or {}))
+
+
 def run_episode(
     domain: Domain,
     instance: Any,
@@ -79,13 +88,17 @@ def run_episode(
     time_limit_s: float | None = None,
 ) -> EpisodeResult:
     """Run ``agent`` (policy or solver) on ``instance`` and validate the result with the domain's
-    independent validator. Exceptions and invalid solutions are recorded, never raised."""
+    independent validator. Exceptions and invalid solutions are recorded, never raised.
+
+    The env settings that change the problem (:func:`apply_env_overrides`) are applied to the
+    instance first, so the solver or env, the validator and the metrics see the same instance."""
     name = getattr(agent, "name", type(agent).__name__)
     env_id = domain.env_id_of(instance)
     res = EpisodeResult(env_id=env_id, suite=suite, instance=getattr(instance, "name", str(instance)),
                         policy=name, seed=seed)
     t0 = time.perf_counter()
     try:
+        instance = apply_env_overrides(domain, instance, env_kwargs)
         if is_solver(agent):
             solution = agent.solve(instance, time_limit_s)
             status = getattr(solution, "status", "feasible")

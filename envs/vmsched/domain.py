@@ -10,7 +10,7 @@ import numpy as np
 from schedgym.envs.core.domain import Domain
 from schedgym.envs.vmsched.instances import load_instance, resolve_instances
 from schedgym.envs.vmsched.metrics import metrics
-from schedgym.envs.vmsched.types import VMInstance, VMSolution
+from schedgym.envs.vmsched.types import VMInstance, VMSolution, check_mnl
 from schedgym.envs.vmsched.validate import validate
 
 ENV_ID = "schedgym/VMReschedule-v0"
@@ -33,6 +33,21 @@ def render_solution(instance: VMInstance, solution: VMSolution) -> np.ndarray:
     return usage_rgb(instance, pm, numa, title=title)
 
 
+def with_env_overrides(instance: VMInstance, env_kwargs: dict[str, Any]) -> VMInstance:
+    """The instance with the run's migration limit: ``env_kwargs["mnl"]`` (``env.kwargs.mnl`` on
+    the command line) when given and not None, else the instance's own. The one limit of the episode:
+    solvers read it from the instance, the env builds its state from it, the validator and the
+    ``mnl`` metric check against it.
+
+    Raises:
+        ValueError: ``mnl`` is not a whole number >= 0.
+    """
+    mnl = env_kwargs.get("mnl")
+    if mnl is None:
+        return instance
+    return instance.with_mnl(check_mnl(mnl, "env.kwargs.mnl"))
+
+
 def make_env(instance: VMInstance, **env_kwargs: Any) -> gym.Env:
     """An env sized for ``instance``."""
     import schedgym  # noqa: F401  (registers the ids)
@@ -53,4 +68,5 @@ DOMAIN = Domain(
     lower_is_better=True,
     table_metrics=("initial_fragment_rate", "fragment_rate", "migrations", "violations"),
     render_solution=render_solution,
+    with_env_overrides=with_env_overrides,
 )

@@ -51,7 +51,8 @@ migration plan, :class:`VMSolution`) and ``info["metrics"]`` (``fragment_rate``,
 
 ## Arguments
 ``instance`` (name, path, instance or list of them), ``generator`` (callable ``rng -> VMInstance``),
-``mnl`` (migration number limit; None: the instance's), ``max_pms`` / ``max_vms`` (padded sizes),
+``mnl`` (migration number limit, a whole number >= 0; None: the instance's; given, it replaces the
+instance's limit: ``env.instance.mnl`` is the episode's limit), ``max_pms`` / ``max_vms`` (padded sizes),
 ``migration_cost`` (reward per migration), ``invalid_action_penalty``, ``render_mode`` (``"rgb_array"``).
 
 ## Version History
@@ -74,7 +75,7 @@ from schedgym.envs.vmsched.generator import VMClusterGenerator
 from schedgym.envs.vmsched.instances import load_instance
 from schedgym.envs.vmsched.metrics import metrics
 from schedgym.envs.vmsched.state import VMState
-from schedgym.envs.vmsched.types import VMInstance, VMSolution
+from schedgym.envs.vmsched.types import VMInstance, VMSolution, check_mnl
 
 N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 3
@@ -98,7 +99,7 @@ class VMRescheduleEnv(SchedEnv):
         render_mode: str | None = None,
     ):
         super().__init__(render_mode)
-        self.mnl_arg = None if mnl is None else int(mnl)
+        self.mnl_arg = None if mnl is None else check_mnl(mnl, "mnl")
         self.migration_cost = float(migration_cost)
         self.invalid_action_penalty = float(invalid_action_penalty)
         self.instances = load_instances(instance, load_instance)
@@ -139,8 +140,10 @@ class VMRescheduleEnv(SchedEnv):
                 f"instance {inst.name} ({inst.n_pms} PMs, {inst.n_vms} VMs) does not fit this env's padded "
                 f"sizes (max_pms={self.max_pms}, max_vms={self.max_vms}); build the env with larger "
                 "max_pms/max_vms")
+        if self.mnl_arg is not None:  # one limit for the state, the plan, the validator and the metrics
+            inst = inst.with_mnl(self.mnl_arg)
         self.instance = inst
-        self.state = VMState(inst, mnl=self.mnl_arg)
+        self.state = VMState(inst)
         self.phase = 0
         self.selected = -1
         self.n_invalid = 0

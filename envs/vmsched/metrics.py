@@ -2,7 +2,8 @@
 
 Standard keys (DESIGN.md section 2): ``fragment_rate`` (final), ``initial_fragment_rate``,
 ``migrations``, ``violations``. Also ``fr_reduction`` (initial - final), ``vms_moved`` (VMs whose
-final placement differs from the snapshot), ``mnl``, ``empty_pms`` (ACTIVE PMs without VMs),
+final placement differs from the snapshot), ``mnl`` (the instance's migration limit, the one the
+plan is validated against), ``empty_pms`` (ACTIVE PMs without VMs),
 ``fragment_rate_mem`` (memory-aware: free cores of a NUMA node that cannot host a 16-core VM because
 of the core count or of the memory left), ``gpu_fragment_rate`` (GPU clusters: free GPUs of a NUMA
 node that cannot host the largest 1-NUMA GPU VM, over all free GPUs) and ``decision_time_s`` (seconds,
@@ -61,7 +62,7 @@ def metrics(instance: VMInstance, solution: VMSolution) -> dict[str, float]:
         "migrations": float(solution.n_moves),
         "vms_moved": float(moved.sum()),
         "violations": float(count_violations(inst, solution)),
-        "mnl": float(solution.limit(inst)),
+        "mnl": float(inst.mnl),
         "fragment_rate_mem": final["fragment_rate_mem"],
         "empty_pms": final["empty_pms"],
     }

@@ -26,6 +26,20 @@ DEFAULT_GRANULARITY = 16
 DEFAULT_MNL = 50
 
 
+def check_mnl(value: object, what: str = "mnl") -> int:
+    """``value`` as a migration number limit (migrations allowed per plan): a whole number >= 0.
+
+    Raises:
+        ValueError: naming ``what`` (the setting or field) and the valid range, for anything else
+            (bools, strings, fractions, NaN, negative numbers).
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or int(value) < 0:
+        raise ValueError(f"{what}: the migration number limit must be a whole number >= 0 (migrations per "
+                         f"plan), got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True, eq=False)
 class VMInstance:
     """A snapshot of a cluster to be rescheduled with at most ``mnl`` migrations.
@@ -147,8 +161,20 @@ class VMInstance:
         return out[0], out[1], out[2]
 
     def with_mnl(self, mnl: int) -> VMInstance:
-        """A copy of this instance with another migration number limit."""
-        return replace(self, mnl=int(mnl))
+        """This instance with the migration number limit ``mnl`` (a whole number >= 0): itself when
+        the limit is already ``mnl``, else a copy (one per limit, kept, so that per-instance caches
+        stay warm across episodes).
+
+        Raises:
+            ValueError: ``mnl`` is not a whole number >= 0.
+        """
+        mnl = check_mnl(mnl)
+        if mnl == self.mnl:
+            return self
+        copies = self.__dict__.setdefault("_mnl_copies", {})
+        if mnl not in copies:
+            copies[mnl] = replace(self, mnl=mnl)
+        return copies[mnl]
 
     def __repr__(self) -> str:
         return (f"VMInstance({self.name!r}, pms={self.n_pms}, vms={self.n_vms}, racks={self.n_racks}, "
@@ -162,7 +188,8 @@ class VMSolution:
     Attributes:
         moves: (K, 3) int64 rows ``(vm, pm, numa)`` in execution order; ``numa`` is 0 for 2-NUMA VMs.
             A move of a 1-NUMA VM to the other NUMA node of its own PM is a migration too.
-        mnl: the migration number limit the plan was made under (None: the instance's ``mnl``).
+        mnl: the migration number limit the plan was made under (None: the instance's ``mnl``);
+            informational only: the validator and the metrics use the instance's ``mnl``.
         status: ``"feasible"``, ``"optimal"`` (proved by a solver) or ``"none"``.
         bound: best lower bound on the final fragment rate known to the producer (solvers), else None.
         wall_time_s: seconds spent deciding the plan (env: reset to episode end), or None.
@@ -184,8 +211,9 @@ class VMSolution:
         return int(self.moves.shape[0])
 
     def limit(self, instance: VMInstance) -> int:
-        """The migration number limit that applies to this plan."""
-        return int(instance.mnl if self.mnl is None else self.mnl)
+        """The migration number limit that applies to this plan: the instance's ``mnl``, whatever
+        the plan declares (run with another limit by passing ``instance.with_mnl(...)``)."""
+        return int(instance.mnl)
 
     def final_placement(self, instance: VMInstance) -> tuple[np.ndarray, np.ndarray]:
         """(V,) PM and (V,) NUMA node of every VM after all moves (2-NUMA VMs: numa 0)."""

@@ -3,7 +3,7 @@
 Written from the problem definition only (it imports no env or state code). A plan is a sequence
 of moves ``(vm, pm, numa)`` executed one after the other; it is feasible when
 
-1. it has at most ``mnl`` moves (the plan's declared limit, else the instance's);
+1. it has at most ``instance.mnl`` moves (the instance's limit; a limit the plan declares is ignored);
 2. every move names an existing VM, PM and NUMA node (0 or 1), moves a movable VM, and changes
    its placement (a 1-NUMA VM may move to the other NUMA node of its own PM);
 3. the target PM is ACTIVE;
@@ -34,8 +34,7 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
 
     P, V = int(inst.pm_cpu.shape[0]), int(inst.vm_cpu.shape[0])
     moves = [tuple(row) for row in np.asarray(solution.moves, dtype=np.int64).reshape(-1, 3).tolist()]
-    limit = int(inst.mnl if solution.mnl is None else solution.mnl)
-    if len(moves) > limit and bad(f"the plan has {len(moves)} migrations, more than the limit {limit}"):
+    if len(moves) > int(inst.mnl) and bad(_over_limit(len(moves), int(inst.mnl), solution.mnl)):
         return out
     spans = inst.vm_span.tolist()
 
@@ -140,6 +139,14 @@ def violations(instance: VMInstance, solution: VMSolution, first_only: bool = Fa
         if bad(f"VM {int(v)} is left on PM {int(final_pm[v])}, which is not ACTIVE (it must be evacuated)"):
             return out
     return out
+
+
+def _over_limit(n_moves: int, limit: int, declared: int | None) -> str:
+    """Message for a plan with more migrations than the instance allows."""
+    msg = f"the plan has {n_moves} migrations, more than the instance's migration limit mnl={limit}"
+    if declared is not None and int(declared) != limit:
+        msg += f" (the plan declares mnl={int(declared)}, which does not change the instance's limit)"
+    return msg
 
 
 def count_violations(instance: VMInstance, solution: VMSolution) -> int:
