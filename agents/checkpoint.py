@@ -1,7 +1,7 @@
 """Policy checkpoints that load into any padded size.
 
 A checkpoint is a small ``torch.save`` file holding the policy class, its constructor keywords, its
-``state_dict`` and the env it was trained on. :func:`load_policy` rebuilds the policy for the
+``state_dict``, the env it was trained on and that env's domain (:func:`checkpoint_domain`). :func:`load_policy` rebuilds the policy for the
 observation and action spaces of the env at hand (for example a 30x20 job-shop for a policy trained
 on 10x10) and loads the weights with ``strict=True``: no parameter of the graph policies depends on
 the number of nodes or actions.
@@ -55,9 +55,30 @@ def _restore_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def domain_of_env_id(env_id: str) -> str | None:
+    """The name of the domain whose ``env_ids`` include ``env_id`` (None for an env of no domain)."""
+    from schedgym.envs.core.domain import DOMAINS, get_domain
+
+    for name in DOMAINS:
+        if env_id in get_domain(name).env_ids:
+            return name
+    return None
+
+
+def payload_domain(payload: dict[str, Any]) -> str | None:
+    """The domain a checkpoint's policy was trained on: the recorded ``domain``, else (checkpoints
+    written before it was recorded) the domain of its ``env_id``; None when neither is known."""
+    return payload.get("domain") or domain_of_env_id(str(payload.get("env_id", "")))
+
+
+def checkpoint_domain(path: str | Path | None) -> str | None:
+    """:func:`payload_domain` of the checkpoint at ``path`` (a path or shipped name)."""
+    return payload_domain(read_checkpoint(path))
+
+
 def save_policy(policy: torch.nn.Module, path: str | Path, env_id: str, env_kwargs: dict[str, Any] | None = None,
                 meta: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint of ``policy`` atomically; returns the path."""
+    """Write a checkpoint of ``policy`` atomically, with the domain of ``env_id``; returns the path."""
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
     if not isinstance(policy, MaskableActorCriticPolicy):
@@ -74,6 +95,7 @@ def save_policy(policy: torch.nn.Module, path: str | Path, env_id: str, env_kwar
         "policy_kwargs": _serialisable_kwargs(ctor),
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
         "env_id": env_id,
+        "domain": domain_of_env_id(env_id),
         "env_kwargs": env_kwargs or {},
         "meta": meta or {},
     }

@@ -16,11 +16,38 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from schedgym.agents.checkpoint import load_policy, read_checkpoint, resolve_checkpoint
+from schedgym.agents.checkpoint import (
+    checkpoint_domain,
+    load_policy,
+    payload_domain,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from schedgym.agents.policies import masked_logits
+from schedgym.envs.core.errors import PolicyDomainError
 
 #: env keywords that change what a policy observes; a checkpoint's values are always used
 OBSERVATION_KWARGS = ("time_origin",)
+
+
+def _checkpoint_domains(checkpoint: str | None) -> tuple[str, ...] | None:
+    """(domain,) the checkpoint was trained on; None when unknown or unreadable (building the agent
+    then fails with the loader's message)."""
+    try:
+        domain = checkpoint_domain(checkpoint)
+    except (FileNotFoundError, ValueError):
+        return None
+    return (domain,) if domain else None
+
+
+def _sampler_domains(checkpoint: str | None, domain: str) -> tuple[str, ...]:
+    """(domain,) of a sampled-policy solver; a :class:`PolicyDomainError` when its checkpoint was
+    trained on another domain than the configured one."""
+    trained = _checkpoint_domains(checkpoint)
+    if trained is not None and domain not in trained:
+        raise PolicyDomainError(f"checkpoint {checkpoint or 'jobshop_gnn'!r} was trained on {trained[0]!r} but the "
+                                f"sampled solver is configured for domain={domain!r}; set policy.domain={trained[0]}")
+    return (domain,)
 
 
 def _obs_to_tensor(obs: dict[str, np.ndarray] | list[dict[str, np.ndarray]], device: str = "cpu"):
@@ -43,6 +70,9 @@ class TrainedPolicy:
         self.checkpoint = str(resolve_checkpoint(checkpoint))
         payload = read_checkpoint(self.checkpoint)
         self.env_id = payload["env_id"]
+        domain = payload_domain(payload)
+        #: the domain the checkpoint was trained on (None: unknown, not checked)
+        self.domains = (domain,) if domain else None
         self.env_kwargs = dict(payload["env_kwargs"])
         self.scheme = self.env_kwargs.get("scheme", "active")
         # observation settings the policy was trained with (evaluation builds its env with them)
@@ -53,6 +83,11 @@ class TrainedPolicy:
         self.generator = torch.Generator().manual_seed(seed)
         self._policy = None
         self._spaces_key = None
+
+    @staticmethod
+    def domains_for(checkpoint: str | None = None, **_: Any) -> tuple[str, ...] | None:
+        """Domains of the policy a config builds, without building it: the checkpoint's."""
+        return _checkpoint_domains(checkpoint)
 
     def reset_seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
@@ -91,6 +126,7 @@ class SampledPolicySolver:
 
     def __init__(self, checkpoint: str | None = None, samples: int = 128, domain: str = "jobshop",
                  seed: int = 0, batch_size: int = 128, name: str | None = None, device: str = "cpu"):
+        self.domains = _sampler_domains(checkpoint, domain)
         self.base = TrainedPolicy(checkpoint, deterministic=False, seed=seed, device=device)
         self.samples = int(samples)
         self.batch_size = int(batch_size)
@@ -99,6 +135,11 @@ class SampledPolicySolver:
         self.required_env_kwargs = self.base.required_env_kwargs
         self.seed = seed
         self.name = name or f"{self.base.name}_x{self.samples}"
+
+    @staticmethod
+    def domains_for(checkpoint: str | None = None, domain: str = "jobshop", **_: Any) -> tuple[str, ...]:
+        """Domains of the solver a config builds, without building it: the configured ``domain``."""
+        return _sampler_domains(checkpoint, domain)
 
     def solve(self, instance: Any, time_limit_s: float | None = None):
         from schedgym.envs.core.domain import get_domain
@@ -154,3 +195,15 @@ def load_trained_agent(checkpoint: str | None = None, samples: int = 1, determin
     if int(samples) > 1:
         return SampledPolicySolver(checkpoint, samples=samples, domain=domain, seed=seed, name=name)
     return TrainedPolicy(checkpoint, deterministic=deterministic, seed=seed, name=name)
+
+
+def trained_agent_domains(checkpoint: str | None = None, samples: int = 1, domain: str = "jobshop",
+                          **_: Any) -> tuple[str, ...] | None:
+    """Domains of what :func:`load_trained_agent` builds from these keywords (see
+    :func:`schedgym.baselines.base.policy_domains`)."""
+    if int(samples) > 1:
+        return SampledPolicySolver.domains_for(checkpoint, domain)
+    return TrainedPolicy.domains_for(checkpoint)
+
+
+load_trained_agent.domains_for = trained_agent_domains  # type: ignore[attr-defined]

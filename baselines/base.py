@@ -4,15 +4,26 @@
   ``act(obs, info) -> int`` for each decision. Baselines and trained agents alike.
 * A **solver** is an offline method: ``solve(instance, time_limit_s) -> Solution`` where the
   solution carries ``status`` (``"optimal"``, ``"feasible"`` or ``"none"``) and ``bound``.
+
+Each policy or solver class declares the domains it applies to in a ``domains`` class attribute (a
+tuple of domain names, :data:`ALL_DOMAINS` for domain-independent ones); a config whose target needs
+more than its class to know (a checkpoint) provides ``domains_for(**config)`` instead.
+:func:`check_policy_domain` is the one check the command-line tools make before running anything.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+
+from schedgym.envs.core.errors import PolicyDomainError
+
+#: every domain name (``Domain.name``); the ``domains`` of policies that apply to any env
+ALL_DOMAINS: tuple[str, ...] = ("jobshop", "llmserve", "gpudag", "vmsched")
 
 
 @runtime_checkable
@@ -35,6 +46,7 @@ class RandomMaskedPolicy:
     """Uniformly random valid action (reads the env's ``action_masks()``)."""
 
     name = "random"
+    domains = ALL_DOMAINS
 
     def __init__(self, seed: int | None = None):
         self.seed = seed
@@ -72,3 +84,32 @@ def check_time_limit(time_limit_s: Any, solver: str) -> float | None:
         raise ValueError(f"{solver}: time_limit_s={time_limit_s!r} is out of range; it must be a number of "
                          "seconds > 0 (inf for no limit)")
     return value
+
+
+def policy_domains(policy_cfg: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The domains the policy or solver of a Hydra config (``_target_`` and its keywords) applies
+    to, without building it: the target's ``domains_for(**keywords)`` when it has one (trained
+    agents: the checkpoint's domain), else its ``domains`` attribute; None when the target declares
+    none or cannot be imported (it then fails when built, with the import error)."""
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(str(policy_cfg["_target_"]))
+    except Exception:  # noqa: BLE001 - reported when the agent is built
+        return None
+    domains_for = getattr(target, "domains_for", None)
+    if callable(domains_for):
+        found = domains_for(**{k: v for k, v in policy_cfg.items() if not str(k).startswith("_")})
+    else:
+        found = getattr(target, "domains", None)
+    return None if found is None else tuple(found)
+
+
+def check_policy_domain(policy: str, policy_cfg: Mapping[str, Any], domain: str) -> None:
+    """Raise :class:`PolicyDomainError` when the configured policy ``policy`` (its name on the command
+    line or in the suite) does not apply to ``domain``; policies that declare no domains pass."""
+    domains = policy_domains(policy_cfg)
+    if domains is not None and domain not in domains:
+        raise PolicyDomainError(
+            f"policy {policy!r} applies to [{', '.join(domains)}], not {domain!r}: choose a policy of the "
+            f"{domain} domain (conf/policy/) or an env of the policy's domain")

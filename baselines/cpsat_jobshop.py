@@ -108,6 +108,7 @@ class CPSATJobShopSolver:
     name = "cpsat"
 
     def __init__(
+    domains = ("jobshop",)
         self,
         time_limit_s: float = 60.0,
         num_workers: int = 2,

@@ -32,6 +32,8 @@ class DagDispatchPolicy:
         name: display name (default ``dag_<rule>``).
     """
 
+    domains = ("gpudag",)
+
     def __init__(self, rule: str = "fifo", name: str | None = None):
         if rule not in RULES:
             raise UnknownNameError("GPU-DAG dispatching rule", rule, RULES)

@@ -130,6 +130,8 @@ class DispatchingRulePolicy:
             env with it unless told otherwise (rules default to ``non_delay``).
     """
 
+    domains = ("jobshop",)
+
     def __init__(self, rule: str = "mwkr", seed: int | None = None, scheme: str = "non_delay"):
         if rule not in RULE_NAMES:
             raise UnknownNameError("dispatching rule", rule, RULE_NAMES)

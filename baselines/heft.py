@@ -259,6 +259,8 @@ class ListSchedulingSolver:
         name: display name (default: the algorithm).
     """
 
+    domains = ("gpudag",)
+
     def __init__(self, algorithm: str = "heft", seed: int | None = 0, name: str | None = None):
         if algorithm not in ALGORITHMS:
             raise UnknownNameError("list-scheduling algorithm", algorithm, ALGORITHMS)
@@ -288,6 +290,8 @@ class PlanReplayPolicy:
     exactly (its starts are the earliest the plan allows), so the episode's makespan equals the
     plan's. Use it to compare a learned policy and a static heuristic on the same env.
     """
+
+    domains = ("gpudag",)
 
     def __init__(self, algorithm: str = "heft", seed: int | None = 0, name: str | None = None):
         self.solver = ListSchedulingSolver(algorithm, seed)

@@ -63,6 +63,8 @@ class QueueOrderPolicy:
         seed: seed of the predictor noise.
     """
 
+    domains = ("llmserve",)
+
     def __init__(self, rule: str = "fcfs", sigma: float = 0.5, seed: int = 0):
         if rule not in RULES:
             raise ValueError(f"queue rule must be one of {RULES}, got {rule!r}")

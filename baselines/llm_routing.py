@@ -16,6 +16,8 @@ from schedgym.envs.llmserve.cluster import ROUTERS, Router, RouterView
 class RoutingPolicy:
     """Route each arrival with a fixed rule (see :data:`schedgym.envs.llmserve.cluster.ROUTERS`)."""
 
+    domains = ("llmserve",)
+
     def __init__(self, rule: str = "round_robin", seed: int = 0):
         if rule not in ROUTERS:
             raise ValueError(f"routing rule must be one of {ROUTERS}, got {rule!r}")

@@ -49,6 +49,7 @@ def candidate_vms(state: VMState) -> tuple[np.ndarray, bool]:
 class MovePolicy:
     """A move rule as a policy of the two-phase env (``reset(env)``, ``act(obs, info)``)."""
 
+    domains = ("vmsched",)
     name = "vm_move_rule"
 
     def __init__(self) -> None:

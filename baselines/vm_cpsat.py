@@ -433,6 +433,7 @@ class VMCPSATSolver:
     """
 
     name = "vm_cpsat"
+    domains = ("vmsched",)
 
     def __init__(self, num_workers: int = 2, mnl: int | None = None, warm_start_share: float = 0.2,
                  warm_start_max_s: float = 10.0, seed: int = 0, log: bool = False):

@@ -43,6 +43,8 @@ class VMCPSATLNSSolver:
     """
 
     def __init__(self, time_limit_s: float | None = None, k: int = 8, k_min: int = 3, k_max: int = 40,
+    domains = ("vmsched",)
+
                  sub_time_s: float = 0.3, seed: int = 0, mnl: int | None = None, name: str = "vm_cpsat_lns",
                  stop_at_frag: int | None = None):
         self.stop_at_frag = stop_at_frag
