@@ -40,6 +40,7 @@ from math import gcd
 import numpy as np
 from ortools.sat.python import cp_model
 
+from schedgym.baselines.base import check_time_limit
 from schedgym.baselines.vm_common import plan_limit
 from schedgym.envs.vmsched.state import VMState
 from schedgym.envs.vmsched.types import VMInstance, VMSolution
@@ -432,8 +433,8 @@ class VMCPSATSolver:
         log: print CP-SAT's search log.
     """
 
-    name = "vm_cpsat"
     domains = ("vmsched",)
+    name = "vm_cpsat"
 
     def __init__(self, num_workers: int = 2, mnl: int | None = None, warm_start_share: float = 0.2,
                  warm_start_max_s: float = 10.0, seed: int = 0, log: bool = False):
@@ -445,10 +446,16 @@ class VMCPSATSolver:
         self.log = bool(log)
 
     def solve(self, instance: VMInstance, time_limit_s: float | None = None) -> VMSolution:
+        """The plan for ``instance`` within ``time_limit_s`` seconds (> 0; None: 60 s).
+
+        Raises:
+            ValueError: ``time_limit_s`` <= 0, NaN or not a number.
+        """
         from schedgym.baselines.vm_cpsat_lns import VMCPSATLNSSolver
 
         t0 = time.perf_counter()
-        limit = 60.0 if time_limit_s is None else float(time_limit_s)
+        limit = check_time_limit(time_limit_s, self.name)
+        limit = 60.0 if limit is None else limit
         mnl = plan_limit(instance, self.mnl)
         start = evacuate(instance, mnl)
         pm, numa = start.placement_of()

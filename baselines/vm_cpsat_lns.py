@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from schedgym.baselines.base import check_time_limit
 from schedgym.baselines.vm_common import plan_limit, run_rule
 from schedgym.baselines.vm_cpsat import evacuate, frag_cores, moved_mask, sequence_plan, solve_placement
 from schedgym.baselines.vm_greedy import VMGreedyPolicy
@@ -31,7 +32,7 @@ class VMCPSATLNSSolver:
     """Time-boxed CP-SAT LNS (see the module docstring).
 
     Args:
-        time_limit_s: seconds per instance; None takes the caller's (``solve(..., time_limit_s)``).
+        time_limit_s: seconds per instance, > 0; None takes the caller's (``solve(..., time_limit_s)``).
         k: initial neighbourhood size (PMs); ``k_min``/``k_max`` bound its adaptation.
         sub_time_s: CP-SAT time limit per neighbourhood, seconds.
         seed: random seed of the neighbourhood choice.
@@ -42,13 +43,13 @@ class VMCPSATLNSSolver:
             run to the time limit; the full model passes its lower bound ``F mod g``).
     """
 
-    def __init__(self, time_limit_s: float | None = None, k: int = 8, k_min: int = 3, k_max: int = 40,
     domains = ("vmsched",)
 
+    def __init__(self, time_limit_s: float | None = None, k: int = 8, k_min: int = 3, k_max: int = 40,
                  sub_time_s: float = 0.3, seed: int = 0, mnl: int | None = None, name: str = "vm_cpsat_lns",
                  stop_at_frag: int | None = None):
         self.stop_at_frag = stop_at_frag
-        self.time_limit_s = time_limit_s
+        self.time_limit_s = check_time_limit(time_limit_s, name)
         self.k, self.k_min, self.k_max = int(k), int(k_min), int(k_max)
         self.sub_time_s = float(sub_time_s)
         self.seed = int(seed)
@@ -59,8 +60,15 @@ class VMCPSATLNSSolver:
         self.seed = int(seed)
 
     def solve(self, instance: VMInstance, time_limit_s: float | None = None) -> VMSolution:
+        """The best plan found within the time box: the constructor's ``time_limit_s``, else the
+        caller's, else 5 s (seconds, > 0).
+
+        Raises:
+            ValueError: a time limit <= 0, NaN or not a number (the constructor's or the caller's).
+        """
         t0 = time.perf_counter()
-        limit = self.time_limit_s if self.time_limit_s is not None else (5.0 if time_limit_s is None else time_limit_s)
+        given = check_time_limit(time_limit_s, self.name)
+        limit = self.time_limit_s if self.time_limit_s is not None else (5.0 if given is None else given)
         deadline = t0 + float(limit)
         inst = instance
         mnl = plan_limit(inst, self.mnl)

@@ -223,3 +223,16 @@ def test_full_cpsat_proves_optimality_on_an_s_snapshot():
     m = metrics(inst, sol)
     assert sol.status == "optimal" and sol.bound == pytest.approx(m["fragment_rate"])
     assert m["fragment_rate"] < m["initial_fragment_rate"] and m["migrations"] <= 50
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan")])
+def test_vm_solvers_reject_time_limits_that_are_not_positive(bad):
+    """A time limit <= 0 used to return the warm start labelled feasible; it is a ValueError naming
+    time_limit_s and the valid range, at the call and in the LNS's constructor."""
+    inst = tiny_instance([[20, 20], [20, 20]], [(4, 1, 0, 0), (2, 1, 1, 1)], mnl=2)
+    for solver in (VMCPSATSolver(num_workers=1), VMCPSATLNSSolver()):
+        with pytest.raises(ValueError, match=r"time_limit_s=.*seconds > 0"):
+            solver.solve(inst, bad)
+    with pytest.raises(ValueError, match=r"vm_cpsat_lns_1s: time_limit_s=.*seconds > 0"):
+        VMCPSATLNSSolver(time_limit_s=bad, name="vm_cpsat_lns_1s")
+    assert VMCPSATSolver(num_workers=1).solve(inst, 1.0).status == "optimal"  # a valid limit still works
