@@ -31,6 +31,7 @@ import time
 import numpy as np
 from ortools.sat.python import cp_model
 
+from schedgym.baselines.base import check_time_limit
 from schedgym.baselines.heft import heft
 from schedgym.envs.gpudag.instances import load_instance
 from schedgym.envs.gpudag.types import GPUDagInstance, GPUDagSolution
@@ -123,6 +124,7 @@ class CPSATGPUDagSolver:
         self.name = name
 
     def solve(self, instance: GPUDagInstance | str, time_limit_s: float | None = 10.0) -> GPUDagSolution:
+        time_limit_s = check_time_limit(time_limit_s, self.name)  # <= 0 would return the HEFT hint unsearched
         inst = load_instance(instance)
         t0 = time.perf_counter()
         T, D = inst.n_tasks, inst.n_devices

@@ -156,3 +156,22 @@ def test_ta01_proved_optimal_with_two_workers() -> None:
     assert sol.status == "optimal"
     assert sol.makespan(inst) == 1231
     assert sol.bound == 1231
+
+
+# ---- issue 11: a time limit <= 0 returned the warm start labelled feasible, unsearched -----------
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan"), "soon", True])
+def test_non_positive_time_limit_is_rejected(bad) -> None:
+    pattern = r"CPSATJobShopSolver: time_limit_s=.* is out of range; it must be a number of seconds > 0"
+    with pytest.raises(ValueError, match=pattern):
+        CPSATJobShopSolver(time_limit_s=bad)
+    with pytest.raises(ValueError, match=pattern):
+        CPSATJobShopSolver(time_limit_s=5.0).solve(load_instance("ft06"), time_limit_s=bad)
+    with pytest.raises(ValueError, match=pattern):
+        solve_cpsat(load_instance("ft06"), time_limit_s=bad)
+
+
+def test_time_limit_none_means_no_limit() -> None:
+    solver = CPSATJobShopSolver(time_limit_s=None)
+    assert solver.time_limit_s == float("inf")
+    sol = solver.solve(load_instance("ft06"))
+    assert sol.status == "optimal" and sol.makespan(load_instance("ft06")) == 55

@@ -144,3 +144,10 @@ def test_slr_figures_near_reference():
         assert h.mean() < c.mean()
         if ccr == "0.1":
             assert (h < c).mean() >= 0.9
+
+
+@pytest.mark.parametrize("bad", [0, -2.5, float("nan")])
+def test_cpsat_rejects_non_positive_time_limit(bad):
+    """Issue 11: time_limit_s <= 0 returned HEFT's hint labelled feasible, unsearched."""
+    with pytest.raises(ValueError, match=r"cpsat_gpudag: time_limit_s=.* is out of range; .* > 0"):
+        CPSATGPUDagSolver().solve(topcuoglu_example(), time_limit_s=bad)
