@@ -109,6 +109,7 @@ class CPSATJobShopSolver:
     """
 
     domains = ("jobshop",)
+    domains = ("jobshop",)
     name = "cpsat"
 
     def __init__(
