@@ -109,7 +109,6 @@ class CPSATJobShopSolver:
     """
 
     domains = ("jobshop",)
-    domains = ("jobshop",)
     name = "cpsat"
 
     def __init__(
