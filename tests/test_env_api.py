@@ -43,20 +43,46 @@ def test_same_seed_same_trajectory(env_id):
     assert a == b
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_invalid_action_is_a_noop(env_id):
+def _first_state_with_a_masked_action(env_id, max_steps=1000):
+    """A fresh env advanced (always the first valid action, seed 0) to the first state where some action
+    is masked, with the actions taken to get there; deterministic, so the state can be rebuilt."""
     env = gym.make(env_id)
     obs, info = env.reset(seed=0)
+    prefix = []
+    for _ in range(max_steps):
+        mask = env.unwrapped.action_masks()
+        if not mask.all():
+            return env, obs, info, prefix
+        prefix.append(int(np.flatnonzero(mask)[0]))
+        obs, _, term, trunc, info = env.step(prefix[-1])
+        assert not (term or trunc), f"{env_id}: the episode ended before any action was masked"
+    raise AssertionError(f"{env_id}: no masked action in {max_steps} steps")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_invalid_action_is_a_noop(env_id):
+    """An invalid action: penalty reward, info["invalid_action"] True, not the end, and no change of
+    state (same observation, and the next valid action does exactly what it does without it)."""
+    env, obs, info, prefix = _first_state_with_a_masked_action(env_id)
     mask = env.unwrapped.action_masks()
-    invalid = np.flatnonzero(~mask)
-    if len(invalid) == 0:
-        pytest.skip("every action is valid in the first state")
-    obs2, r, term, trunc, info2 = env.step(int(invalid[0]))
+    bad, good = int(np.flatnonzero(~mask)[0]), int(np.flatnonzero(mask)[0])
+    obs2, r, term, trunc, info2 = env.step(bad)
     assert info2["invalid_action"] is True
     assert r < 0
-    assert not term
+    if hasattr(env.unwrapped, "invalid_action_penalty"):
+        assert r == env.unwrapped.invalid_action_penalty
+    assert not term and not trunc
     for k in obs:
         assert np.array_equal(obs[k], obs2[k]), k
+    assert np.array_equal(info2["action_mask"], info["action_mask"])
+    # the same valid action after the invalid one and on a twin that never saw it: same outcome
+    twin, *_ = _first_state_with_a_masked_action(env_id)
+    after = env.step(good)
+    expected = twin.step(good)
+    assert after[4]["invalid_action"] is False
+    assert after[1:4] == expected[1:4]
+    for k in expected[0]:
+        assert np.array_equal(after[0][k], expected[0][k]), k
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
