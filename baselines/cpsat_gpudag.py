@@ -19,8 +19,11 @@ schedule, scaled and floored, is feasible for the rounded model). The CP-SAT ass
 order are re-timed with the exact times (each task as early as its inputs and its device allow), so
 the returned schedule is exactly feasible. ``status == "optimal"`` only when CP-SAT proves optimality
 and ``scale == 1`` (exact data); otherwise ``"feasible"`` with ``bound``. HEFT's schedule is the hint and
-the incumbent of last resort: when CP-SAT finds nothing better in time, HEFT's schedule is returned
-(``meta["solution_source"] == "heft"``).
+(``fallback=True``, the default) the incumbent of last resort: when CP-SAT finds nothing, or nothing as
+good as HEFT, in time, HEFT's schedule is returned with ``status == "fallback_heft"`` and
+``meta["solution_source"] == "heft"``, so a results table shows which schedules CP-SAT did not produce.
+``fallback=False`` returns CP-SAT's own schedule however it compares (status ``"none"`` when it found
+none): the CP-SAT model alone, as its tests check it.
 """
 
 from __future__ import annotations
@@ -115,12 +118,14 @@ class CPSATGPUDagSolver:
     Args:
         num_workers: CP-SAT search workers.
         hint: start from HEFT's schedule.
+        fallback: return HEFT's schedule (status ``"fallback_heft"``) when CP-SAT's is missing or worse.
         name: display name.
     """
 
-    def __init__(self, num_workers: int = 2, hint: bool = True, name: str = "cpsat_gpudag"):
+    def __init__(self, num_workers: int = 2, hint: bool = True, fallback: bool = True, name: str = "cpsat_gpudag"):
         self.num_workers = int(num_workers)
         self.hint = hint
+        self.fallback = bool(fallback)
         self.name = name
 
     def solve(self, instance: GPUDagInstance | str, time_limit_s: float | None = 10.0) -> GPUDagSolution:
@@ -178,27 +183,41 @@ class CPSATGPUDagSolver:
             solver.parameters.max_time_in_seconds = float(time_limit_s)
         solver.parameters.num_workers = self.num_workers
         status = solver.Solve(m)
-        base_obj = objective(inst, base)
         bound = None
-        sol = None
+        cp_sol = None
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             dev = np.array([next(d for d in range(D) if (t, d) in x and solver.Value(x[t, d])) for t in range(T)])
             key = np.array([solver.Value(start[t]) for t in range(T)], dtype=np.float64)
-            sol = retime(inst, dev, key)
+            cp_sol = retime(inst, dev, key)
             slack = inst.n_jobs if inst.n_jobs > 1 else 0
             bound = max(0.0, (solver.BestObjectiveBound() - slack) / scale)
-        if sol is None or objective(inst, sol) > base_obj + 1e-9:
-            sol = GPUDagSolution(start=base.start, device=base.device, meta={"solution_source": "heft"})
-        else:
-            sol.meta["solution_source"] = "cpsat"
-        proved = status == cp_model.OPTIMAL and scale == 1.0 and sol.meta["solution_source"] == "cpsat"
-        if status == cp_model.OPTIMAL and scale == 1.0 and abs(objective(inst, sol) - solver.ObjectiveValue()) < 1e-6:
-            proved = True
-        sol.status = "optimal" if proved else "feasible"
+        # exact data and a proof: the re-timed schedule is no later than CP-SAT's, hence optimal too
+        sol = self.choose_solution(inst, cp_sol, base, proved=status == cp_model.OPTIMAL and scale == 1.0)
         sol.bound = bound
         sol.meta.update(wall_time_s=time.perf_counter() - t0, scale=scale, cpsat_status=solver.StatusName(status),
-                        objective=objective(inst, sol))
+                        objective=objective(inst, sol) if sol.status != "none" else None)
         return sol
+
+    def choose_solution(self, inst: GPUDagInstance, cpsat: GPUDagSolution | None, heft_sol: GPUDagSolution,
+                        proved: bool) -> GPUDagSolution:
+        """The schedule :meth:`solve` returns, with its ``status`` and ``meta["solution_source"]``.
+
+        CP-SAT's schedule (``"optimal"`` when ``proved``, else ``"feasible"``) unless it is missing or
+        its objective (time units) is above HEFT's: then, with ``fallback``, HEFT's schedule with
+        status ``"fallback_heft"``; without, CP-SAT's schedule anyway, or an all ``-1`` schedule with
+        status ``"none"`` when CP-SAT found none.
+        """
+        worse = cpsat is None or objective(inst, cpsat) > objective(inst, heft_sol) + 1e-9
+        if worse and self.fallback:
+            return GPUDagSolution(start=heft_sol.start.copy(), device=heft_sol.device.copy(), status="fallback_heft",
+                                  meta={"solution_source": "heft"})
+        if cpsat is None:
+            T = inst.n_tasks
+            return GPUDagSolution(start=np.full(T, -1.0), device=np.full(T, -1, np.int64), status="none",
+                                  meta={"solution_source": None})
+        cpsat.status = "optimal" if proved else "feasible"
+        cpsat.meta["solution_source"] = "cpsat"
+        return cpsat
 
 
 def objective_horizon(inst: GPUDagInstance, sol: GPUDagSolution) -> float:
