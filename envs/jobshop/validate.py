@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def _machine_index(instance: JobShopInstance, o: int, value: object) -> int:
     return int(value)
 
 
-def _as_list(values: np.ndarray, check) -> list:
+def _as_list(values: np.ndarray, check: Callable[[int, object], Time]) -> list[Time]:
     """``values`` as Python numbers; integer arrays and finite float arrays as they are, anything else
     element by element through ``check(o, value)`` (which raises naming the first bad operation)."""
     if values.dtype.kind in "iu" or (values.dtype.kind == "f" and np.isfinite(values).all()):
