@@ -25,6 +25,14 @@ counted in ``instance.meta["free_mismatches"]``. Unlike VMR2L's parser, non-migr
 deployment sets are supported. Deployment-set members that are not in the snapshot are skipped
 (counted in ``meta["unknown_set_members"]``).
 
+Values as VMR2L's published snapshots write them: counts and sizes are whole numbers, as JSON ints
+or floats (``"memory_huge_total_mb": 184388.0``); ids may be strings or ints (``"rack_id": 2``);
+``allow_migration`` is ``true``/``false`` or ``1``/``0``; ``general_requirement.maximum_migration``
+(a whole number >= 0; 50 when absent) is the instance's migration limit, fields VMR2L adds there
+(``maximum_migration_each_batch``, ``maximum_time``, ...) are ignored. Anything else (a flag of
+``2`` or ``"yes"``, a limit of ``"5"`` or ``-3``, ``NaN`` / ``Infinity``, which Python's json
+module accepts) is an :class:`InstanceFormatError` naming the file and the JSON path.
+
 Generated names: ``gen_<s|m|l>_<low|medium|high>[_gpu][_evac]_s<seed>`` draw a snapshot with
 :class:`~schedgym.envs.vmsched.generator.VMClusterGenerator` (same name, same snapshot).
 Bundled names: the JSON files shipped in ``envs/data/vmsched/``.
@@ -33,6 +41,7 @@ Bundled names: the JSON files shipped in ``envs/data/vmsched/``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -43,10 +52,13 @@ import numpy as np
 from schedgym.envs.core.errors import InstanceFormatError, UnknownNameError
 from schedgym.envs.core.sources import expand_names
 from schedgym.envs.vmsched.generator import SIZES, VMClusterGenerator
-from schedgym.envs.vmsched.types import ACTIVE, DEFAULT_MNL, STATUS_NAMES, VMInstance
+from schedgym.envs.vmsched.types import ACTIVE, DEFAULT_MNL, STATUS_NAMES, VMInstance, check_mnl
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "vmsched"
 GEN_RE = re.compile(r"^gen_(s|m|l)_(low|medium|high)(_gpu)?(_evac)?_s(\d+)$")
+#: the largest magnitude a numeric field may have (cores, MB, GPUs, limits): 2**40 MB is an exabyte,
+#: and sums of such values stay exact in the float64 arithmetic of the fragment-rate code
+MAX_VALUE = 2**40
 
 
 # ------------------------------------------------------------------------------------------------
@@ -74,23 +86,48 @@ class _Reader:
             self.fail(f"{path}.{key}", f"expected {names}, found {type(val).__name__} {val!r}")
         return val
 
-    def num(self, obj: Any, key: str, path: str, default: Any = ..., minimum: int = 0) -> int:
-        val = self.get(obj, key, path, default=default)
+    def real(self, val: Any, path: str) -> float:
+        """``val`` as a finite number (JSON int or float; not a bool, string, NaN or Infinity)."""
         if isinstance(val, bool) or not isinstance(val, (int, float)):
-            self.fail(f"{path}.{key}", f"expected a number, found {val!r}")
+            self.fail(path, f"expected a number, found {type(val).__name__} {val!r}")
+        if not math.isfinite(val):
+            self.fail(path, f"expected a finite number, found {val!r}", "NaN and Infinity are not valid values")
+        if abs(val) > MAX_VALUE:
+            self.fail(path, f"value {val!r} is out of range", f"values must be at most {MAX_VALUE} in magnitude")
+        return float(val)
+
+    def num(self, obj: Any, key: str, path: str, default: Any = ..., minimum: int = 0) -> int:
+        """A whole number >= ``minimum`` (``42`` or ``42.0``; VMR2L's files write MB as floats)."""
+        val = self.get(obj, key, path, default=default)
+        self.real(val, f"{path}.{key}")
         if float(val) != int(val):
             self.fail(f"{path}.{key}", f"expected a whole number, found {val!r}")
         if int(val) < minimum:
-            self.fail(f"{path}.{key}", f"value {val!r} is below {minimum}")
+            self.fail(f"{path}.{key}", f"value {val!r} is below {minimum}", f"use a whole number >= {minimum}")
         return int(val)
+
+    def opt_real(self, obj: dict, key: str, path: str) -> float | None:
+        """An optional finite number (informational fields such as ``free_cpu``), None if absent."""
+        val = obj.get(key)
+        return None if val is None else self.real(val, f"{path}.{key}")
+
+    def flag(self, obj: Any, key: str, path: str, default: bool) -> bool:
+        """A yes/no field: ``true``/``false`` or, as VMR2L's published snapshots write them, ``1``/``0``."""
+        val = self.get(obj, key, path, default=default)
+        if isinstance(val, bool):
+            return val
+        if isinstance(val, int) and val in (0, 1):
+            return bool(val)
+        self.fail(f"{path}.{key}", f"expected true/false or 1/0, found {type(val).__name__} {val!r}",
+                  "write true or 1 for yes, false or 0 for no")
 
 
 def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", mnl: int | None = None) -> VMInstance:
     """Build a :class:`VMInstance` from a parsed VMR2L snapshot (see the module docstring).
 
     Args:
-        mnl: migration number limit; None takes ``general_requirement.maximum_migration`` when
-            present, else 50 (VMR2L's default).
+        mnl: migration number limit (a whole number >= 0); None takes
+            ``general_requirement.maximum_migration`` when present, else 50 (VMR2L's default).
 
     Raises:
         InstanceFormatError: naming the source, the JSON path and the problem.
@@ -135,7 +172,8 @@ def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", 
                 cpu[node] = r.num(nu, "total_cpu", npath, minimum=0)
                 mem[node] = r.num(nu, "memory_huge_total_mb", npath, minimum=0)
                 gpu[node] = r.num(nu, "total_gpu", npath, default=0)
-                free_given.append((len(pm_cpu), node, nu.get("free_cpu"), nu.get("memory_huge_free_mb")))
+                free_given.append((len(pm_cpu), node, r.opt_real(nu, "free_cpu", npath),
+                                   r.opt_real(nu, "memory_huge_free_mb", npath)))
             rid = str(r.get(h, "rack_id", hpath, (str, int), default=f"{cname}/{pid}"))
             pm_index[pid] = len(pm_cpu)
             pm_paths.append(hpath)
@@ -154,7 +192,7 @@ def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", 
                 r.fail(f"{vpath}.host_id", f"host {host!r} is not in any cluster's host_info",
                        "list the host first or fix the id")
             vtype = str(r.get(vm, "instance_type", vpath, (str, int), default="unknown"))
-            allow = r.get(vm, "allow_migration", vpath, bool, default=True)
+            allow = r.flag(vm, "allow_migration", vpath, default=True)
             numas = r.get(vm, "numa", vpath, list)
             if len(numas) not in (1, 2):
                 r.fail(f"{vpath}.numa", f"{len(numas)} NUMA entries", "a VM uses 1 NUMA node or both (2 entries)")
@@ -227,9 +265,9 @@ def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", 
                    f"{', ...' if len(on) > 8 else ''})", "a snapshot must be a feasible placement")
     mismatches = 0
     for p, n, fc, fm in free_given:
-        if fc is not None and isinstance(fc, (int, float)) and int(fc) != pm_cpu_a[p, n] - used[0][p, n]:
+        if fc is not None and fc != pm_cpu_a[p, n] - used[0][p, n]:
             mismatches += 1
-        elif fm is not None and isinstance(fm, (int, float)) and int(fm) != pm_mem_a[p, n] - used[1][p, n]:
+        elif fm is not None and fm != pm_mem_a[p, n] - used[1][p, n]:
             mismatches += 1
     # deployment sets
     unknown = 0
@@ -249,10 +287,7 @@ def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", 
                 r.fail(spath, f"the snapshot violates this {gran}-level deployment set: VMs {', '.join(clash)} "
                        f"share a {gran}", "a snapshot must satisfy its anti-affinity sets")
             groups[gran].append(arr)
-    if mnl is None:
-        req = data.get("general_requirement") if isinstance(data, dict) else None
-        mnl = int(req["maximum_migration"]) if isinstance(req, dict) and isinstance(
-            req.get("maximum_migration"), (int, float)) else DEFAULT_MNL
+    mnl = _snapshot_mnl(r, data) if mnl is None else check_mnl(mnl, "mnl")
     return VMInstance(
         name=name, pm_cpu=pm_cpu_a, pm_mem=pm_mem_a, pm_gpu=pm_gpu_a,
         pm_status=np.asarray(pm_status, dtype=np.int8), pm_rack=rack_of,
@@ -267,13 +302,23 @@ def parse_snapshot(data: Any, name: str = "snapshot", source: str = "<object>", 
     )
 
 
+def _snapshot_mnl(r: _Reader, data: dict) -> int:
+    """``general_requirement.maximum_migration`` (a whole number >= 0), 50 (VMR2L's default) when
+    the snapshot has no ``general_requirement`` or no ``maximum_migration`` in it."""
+    req = r.get(data, "general_requirement", "$", dict, default={})
+    return r.num(req, "maximum_migration", "$.general_requirement", default=DEFAULT_MNL, minimum=0)
+
+
 def read_snapshot(path: str | Path, name: str | None = None, mnl: int | None = None) -> VMInstance:
     """Read a VMR2L JSON snapshot file (see :func:`parse_snapshot`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such snapshot file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InstanceFormatError(str(path), "not a UTF-8 text file",
+                                  fix="a snapshot is one JSON object (VMR2L format)") from None
     except json.JSONDecodeError as exc:
         raise InstanceFormatError(str(path), f"not valid JSON ({exc.msg})", line=exc.lineno,
                                   fix="the snapshot must be one JSON object") from None
