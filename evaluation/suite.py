@@ -24,15 +24,17 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from schedgym.baselines.base import check_policy_domain
 from schedgym.envs.core.domain import get_domain
-from schedgym.envs.core.errors import UnknownNameError
+from schedgym.envs.core.errors import ConfigError, UnknownNameError
 
 
-def _hash(obj: Any) -> str:
+def stable_hash(obj: Any) -> str:
+    """16 hex digits of the SHA-1 of ``obj``'s canonical JSON (sorted keys): the same on every machine."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _weights_fingerprint(pcfg: dict[str, Any]) -> str | None:
+def weights_fingerprint(pcfg: dict[str, Any]) -> str | None:
     """Content hash of the checkpoint a trained-policy config loads (``checkpoint: null`` is the
     shipped one), so that retraining into the same path invalidates stored results; None for
     policies without weights."""
@@ -118,28 +120,45 @@ def _resolve_set(domain: Any, conf_dir: Path, set_spec: Any) -> list[str]:
 
 def expand_suite(suite_cfg: dict[str, Any], conf_dir: str | Path) -> list[dict[str, Any]]:
     """All episodes of a suite as task dicts, one per distinct key (a cell repeated in the suite
-    runs once); raises :class:`UnknownNameError` naming the suite and cell on an unknown env,
-    policy or instance set."""
+    runs once). Raises, naming the suite and cell, :class:`UnknownNameError` on an unknown env,
+    policy or instance set and :class:`ConfigError` on an empty list (cells, policies, instance
+    sets, seeds) or a policy that does not apply to the cell's env (:class:`PolicyDomainError`), so
+    that nothing runs."""
     conf_dir = Path(conf_dir)
     suite = str(suite_cfg.get("name", "suite"))
     tasks: dict[str, dict[str, Any]] = {}
     configs: dict[tuple[str, str, str], tuple[str, int]] = {}
+    if not suite_cfg.get("cells"):
+        raise ConfigError(f"suite {suite!r} has no cells; list at least one under cells: (see conf/suite/smoke.yaml)")
     for i, cell in enumerate(suite_cfg["cells"]):
         try:
             cell_tasks = _cell_tasks(suite, cell, conf_dir)
-        except UnknownNameError as exc:
+        except (UnknownNameError, ConfigError) as exc:
             exc.args = (f"suite {suite!r}, cell {i} (env {cell.get('env')!r}): {exc.args[0]}",)
             raise
         for task in cell_tasks:
             row = (task["domain"], task["instance_set"], task["policy"])
             first = configs.setdefault(row, (task["config_hash"], i))
             if first[0] != task["config_hash"]:
-                raise ValueError(
+                raise ConfigError(
                     f"suite {suite!r}: policy {task['policy']!r} appears in cells {first[1]} and {i} for "
                     f"{task['domain']} / {task['instance_set']} with different settings; one table row "
                     f"cannot mix them: give one a label ({{name: {task['policy']}, label: ...}})")
             tasks.setdefault(task["key"], task)
     return list(tasks.values())
+
+
+def _cell_list(cell: dict[str, Any], *keys: str, default: Any = None) -> list[Any]:
+    """The cell's list under the first of ``keys`` it has (a single string is a list of one), else
+    ``default``; an empty list, or nothing and no default, is a :class:`ConfigError`."""
+    key = next((k for k in keys if cell.get(k) is not None), None)
+    value = cell[key] if key is not None else default
+    if isinstance(value, str):
+        value = [value]
+    if not value:
+        given = f"{key}: []" if key is not None else f"no {' or '.join(keys)}"
+        raise ConfigError(f"{given} leaves the cell nothing to run; list at least one ({'/'.join(keys)})")
+    return list(value)
 
 
 def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[str, Any]]:
@@ -149,14 +168,15 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
     domain = get_domain(env_cfg["domain"])
     env_kwargs = dict(env_cfg.get("kwargs") or {})
     env_kwargs.update(cell.get("env_kwargs") or {})
-    sets = cell.get("instances") or cell.get("workload") or env_cfg.get("default_instances")
-    sets = [sets] if isinstance(sets, str) else list(sets)
+    sets = _cell_list(cell, "instances", "workload", default=env_cfg.get("default_instances"))
+    seeds = _cell_list(cell, "seeds", default=[0])
     policies = []
-    for p in cell["policies"]:
+    for p in _cell_list(cell, "policies"):
         if isinstance(p, str):
             p = {"name": p}
         pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
-        policies.append((p.get("label", p["name"]), pcfg, p_env, _weights_fingerprint(pcfg)))
+        check_policy_domain(p.get("label", p["name"]), pcfg, domain.name)
+        policies.append((p.get("label", p["name"]), pcfg, p_env, weights_fingerprint(pcfg)))
     for set_spec in sets:
         # a set of conf/instances or conf/workload, a name the domain resolves, or a list of
         # instance names that forms one table
@@ -165,7 +185,7 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
             set_spec = ",".join(str(x) for x in set_spec)
         for label, pcfg, p_env, weights in policies:
             for name in names:
-                for seed in cell.get("seeds", [0]):
+                for seed in seeds:
                     task = {
                         "suite": suite,
                         "domain": domain.name,
@@ -178,8 +198,8 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
                         "env_kwargs": {**env_kwargs, **p_env},
                         "time_limit_s": float(cell.get("time_limit_s", 10.0)),
                     }
-                    task["config_hash"] = _hash({**{k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")},
+                    task["config_hash"] = stable_hash({**{k: task[k] for k in ("policy_cfg", "env_kwargs", "time_limit_s")},
                                                  "weights": weights})
-                    task["key"] = _hash({k: v for k, v in task.items() if k != "suite"})
+                    task["key"] = stable_hash({k: v for k, v in task.items() if k != "suite"})
                     tasks.append(task)
     return tasks

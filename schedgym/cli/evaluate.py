@@ -7,8 +7,15 @@ Examples::
     python scripts/evaluate.py -m policy=spt,mwkr,mopnr instances=taillard_15x15
 
 Writes ``results.csv`` (one row per episode: env_id, suite, instance, policy, seed, metrics,
-wall_time_s, steps, status, error) into the Hydra output dir; rerunning into the same dir
-(``hydra.run.dir=...``) skips the episodes already there.
+wall_time_s, steps, status, error, config_hash, run_key) into the Hydra output dir. Rerunning into
+the same dir (``hydra.run.dir=...``) reuses the episodes already there that have the same
+``run_key``: the same instance (a file by its full path), seed and config (``config_hash``: the env
+keywords, the resolved policy config and checkpoint, the solver time limit); it says how many it
+reused, recomputes the rest, keeps other runs' rows in the file and summarises only this run's.
+
+Exit status (see :mod:`schedgym.cli`): 0; 1 when an episode failed or was invalid (all rows are
+written first); 2 for a bad command line (unknown name, ``names=[]``, ``seeds=[]``, a policy that
+does not apply to the env), before any episode runs; 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +31,19 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from schedgym.baselines.base import check_policy_domain
 from schedgym.cli import CONFIG_PATH
+from schedgym.cli._exit import EXIT_INTERRUPTED, Outcome, config_errors_exit, run_app
 from schedgym.envs.core.domain import Domain, get_domain
 from schedgym.envs.core.episode import EpisodeResult, env_kwargs_for_agent, is_solver, run_episode
+from schedgym.envs.core.errors import ConfigError
 from schedgym.envs.core.results import read_csv_rows, write_csv_atomic
+from schedgym.evaluation.suite import stable_hash, weights_fingerprint
 
 
 def instance_spec(cfg: DictConfig) -> tuple[str, list[str]]:
     """(suite name, spec list) from ``names=``, ``instances=``/``workload=`` or the env's default."""
-    if cfg.get("names"):
+    if cfg.get("names") is not None:
         names = [str(n) for n in cfg.names]
         return "custom", names
     for group in ("instances", "workload"):
@@ -97,59 +109,137 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _row_key(instance: str, policy: str, seed: Any) -> tuple[str, str, str]:
-    return str(instance), str(policy), str(seed)
+def _check_lists(cfg: DictConfig) -> None:
+    """``names=[]``, ``seeds=[]`` (or an empty instance set) run nothing: a :class:`ConfigError`."""
+    if cfg.get("names") is not None and len(cfg.names) == 0:
+        raise ConfigError("names=[] lists no instance: give names=[ft06,...] (names or file paths), or leave names "
+                          "unset to run instances=/workload= or the env's default_instances")
+    if cfg.get("seeds") is None or len(cfg.seeds) == 0:
+        raise ConfigError("seeds=[] runs no episode: give at least one seed, e.g. seeds=[0] or seeds=[0,1,2]")
+    for s in cfg.seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise ConfigError(f"seeds: {s!r} is not an integer; give integer seeds, e.g. seeds=[0,1,2]")
+
+
+def policy_label(cfg: DictConfig) -> str:
+    """The policy's name as given on the command line (``policy=heft``), else its ``_target_``."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return str(choices.get("policy") or cfg.policy.get("_target_", "policy"))
+
+
+def instance_ref(name: str) -> str:
+    """An instance's full identity for the resume key: the absolute path of a file, else the name
+    (two files with one stem in different folders are different instances)."""
+    path = Path(name)
+    return str(path.resolve()) if path.is_file() else name
+
+
+def run_config_hash(domain: Domain, env_kwargs: dict[str, Any], policy_cfg: dict[str, Any],
+                    time_limit_s: float | None) -> str:
+    """Hash of everything besides instance and seed that determines an episode: the domain, the env
+    keywords the episode runs with, the resolved policy config (and its checkpoint's bytes) and the
+    solver time limit in seconds (None for step-wise policies, which ignore it)."""
+    return stable_hash({"domain": domain.name, "env_kwargs": env_kwargs, "policy": policy_cfg,
+                        "weights": weights_fingerprint(policy_cfg), "time_limit_s": time_limit_s})
+
+
+def run_key(config_hash: str, instance: str, seed: int) -> str:
+    """Resume key of one episode: its config hash, :func:`instance_ref` and seed."""
+    return stable_hash({"config_hash": config_hash, "instance": instance_ref(instance), "seed": int(seed)})
+
+
+#: what the jobs of this process ran into (a sweep runs several); read by :func:`main`
+OUTCOME = Outcome()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-def main(cfg: DictConfig) -> float:
+def _app(cfg: DictConfig) -> float:
+    OUTCOME.started = True
     if "torch" in sys.modules or "ppo" in str(cfg.policy.get("_target_", "")) or "trained" in str(
             cfg.policy.get("_target_", "")):
         import torch
 
         # one torch thread per process (DESIGN.md section 3); OMP_NUM_THREADS overrides
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    domain = get_domain(cfg.env.domain)
-    suite, spec = instance_spec(cfg)
-    names = domain.resolve(spec)
-    agent = build_agent(cfg)
+    with config_errors_exit():
+        domain = get_domain(cfg.env.domain)
+        _check_lists(cfg)
+        suite, spec = instance_spec(cfg)
+        names = domain.resolve(spec)
+        if not names:
+            raise ConfigError(f"the instance set {suite!r} ({spec}) has no instance; give names=[...] or another "
+                              "instances=/workload=")
+        policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+        check_policy_domain(policy_label(cfg), policy_cfg, domain.name)
+        agent = build_agent(cfg)
     agent_name = getattr(agent, "name", type(agent).__name__)
     env_kwargs = env_kwargs_for(cfg, agent)
+    time_limit_s = float(cfg.time_limit_s) if is_solver(agent) else None
+    chash = run_config_hash(domain, env_kwargs, policy_cfg, time_limit_s)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     csv_path = out_dir / "results.csv"
-    old_rows = read_csv_rows(csv_path) if cfg.resume else []
-    done_keys = {_row_key(r["instance"], r["policy"], r["seed"]) for r in old_rows
-                 if r.get("status") not in ("failed",)}
-    rows: list[dict[str, Any]] = [r for r in old_rows
-                                  if _row_key(r["instance"], r["policy"], r["seed"]) in done_keys]
-    results: list[EpisodeResult] = []
-    cells = [(n, int(s)) for n in names for s in cfg.seeds]
-    todo = [(n, s) for n, s in cells if _row_key(_short(n), agent_name, s) not in done_keys]
-    if len(todo) < len(cells):
-        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} episodes already in {csv_path}")
+    cells = [(n, int(s), run_key(chash, n, int(s))) for n in names for s in cfg.seeds]
+    keys = {k for _, _, k in cells}
+    old_rows = read_csv_rows(csv_path)
+    others = [r for r in old_rows if r.get("run_key") not in keys]  # rows of other runs, kept as they are
+    this: dict[str, dict[str, Any]] = {}
+    if cfg.resume:  # failed episodes run again
+        this = {r["run_key"]: r for r in old_rows if r.get("run_key") in keys and r.get("status") != "failed"}
+    if this:
+        print(f"reused {len(this)} of {len(cells)} episodes from {csv_path} (same instance, seed and config "
+              f"{chash}; resume=false recomputes them)")
+    todo = [(n, s, k) for n, s, k in cells if k not in this]
     iterator = todo
     if cfg.progress and len(todo) > 1:
         from rich.progress import track
 
         iterator = track(todo, description=f"{agent_name} on {suite}", transient=True)
-    for name, seed in iterator:
-        instance = domain.load(name)
-        if hasattr(agent, "reset_seed"):
-            agent.reset_seed(seed)
-        res = run_episode(domain, instance, agent, seed=seed, suite=suite, env_kwargs=env_kwargs,
-                          time_limit_s=cfg.time_limit_s if is_solver(agent) else None)
-        results.append(res)
-        rows.append(res.row())
-        write_csv_atomic(csv_path, rows)
-        if res.status in ("failed", "invalid"):
-            print(f"[{res.status}] {res.instance} seed {seed}: {res.error.strip().splitlines()[-1]}",
-                  file=sys.stderr)
-    # reload earlier rows as results for the summary
-    all_results = [_result_from_row(r) for r in rows]
-    print_tables(domain, all_results, cfg.show_instances)
+    done = 0
+    try:
+        for name, seed, key in iterator:
+            res = _run_one(domain, name, agent, seed, suite, env_kwargs, time_limit_s)
+            this[key] = {**res.row(), "config_hash": chash, "run_key": key}
+            write_csv_atomic(csv_path, others + [this[k] for _, _, k in cells if k in this])
+            done += 1
+            if res.status in ("failed", "invalid"):
+                print(f"[{res.status}] {res.instance} seed {seed}: {_last_line(res.error)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {done} of {len(todo)} episodes of this run are in {csv_path}; run the same "
+              f"command (same hydra.run.dir) to resume", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    results = [_result_from_row(this[k]) for _, _, k in cells]  # this run's episodes only
+    print_tables(domain, results, cfg.show_instances)
     print(f"results: {csv_path}")
-    ok = [r.metrics.get(domain.primary_metric) for r in all_results if r.metrics]
-    return _mean(ok)
+    bad = sum(1 for r in results if r.status in ("failed", "invalid"))
+    if bad:
+        OUTCOME.fail(f"{bad} of {len(results)} episodes of {agent_name} on {suite} failed or were invalid; "
+                     f"see the error column of {csv_path}")
+    return _mean([r.metrics.get(domain.primary_metric) for r in results if r.metrics])
+
+
+def main() -> None:
+    """Console entry point (``schedgym-evaluate``, ``python scripts/evaluate.py``); exit statuses
+    as documented in :mod:`schedgym.cli`."""
+    run_app(_app, OUTCOME)
+
+
+def _run_one(domain: Domain, name: str, agent: Any, seed: int, suite: str, env_kwargs: dict[str, Any],
+             time_limit_s: float | None) -> EpisodeResult:
+    """One episode; an instance that fails to load is a failed episode (the run goes on)."""
+    try:
+        instance = domain.load(name)
+    except Exception:  # noqa: BLE001 - recorded with its traceback, like a crashing policy
+        return EpisodeResult(env_id="", suite=suite, instance=_short(name), policy=getattr(agent, "name", ""),
+                             seed=seed, status="failed", error=traceback.format_exc(limit=4))
+    if hasattr(agent, "reset_seed"):
+        agent.reset_seed(seed)
+    return run_episode(domain, instance, agent, seed=seed, suite=suite, env_kwargs=env_kwargs,
+                       time_limit_s=time_limit_s)
+
+
+def _last_line(error: str) -> str:
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _short(name: str) -> str:
@@ -157,7 +247,8 @@ def _short(name: str) -> str:
 
 
 def _result_from_row(row: dict[str, Any]) -> EpisodeResult:
-    base = {"env_id", "suite", "instance", "policy", "seed", "wall_time_s", "steps", "status", "error"}
+    base = {"env_id", "suite", "instance", "policy", "seed", "wall_time_s", "steps", "status", "error",
+            "config_hash", "run_key"}
     metrics = {}
     for k, v in row.items():
         if k in base or v in ("", None):
