@@ -141,6 +141,26 @@ def test_step_after_the_episode_ended_raises_the_same_error(env_id):
     env.step(_first_valid(info))
 
 
+#: small LLM workloads, so that truncation (after 10 * N + 100 invalid actions) comes quickly
+SMALL = {"schedgym/LLMRouting-v0": {"instance": "azure_conv:rate=10:n=20:replicas=4"},
+         "schedgym/LLMQueue-v0": {"instance": "azure_conv:rate=3:n=20"}}
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_step_after_truncation_raises(env_id):
+    env = gym.make(env_id, **SMALL.get(env_id, {})).unwrapped
+    env.reset(seed=0)
+    out_of_range = int(env.action_space.n)  # an invalid action: a penalised no-op
+    for _ in range(5000):
+        _, _, terminated, truncated, info = env.step(out_of_range)
+        assert info["invalid_action"] and not terminated
+        if truncated:
+            break
+    assert truncated
+    with pytest.raises(ResetNeededError, match=r"call reset\(\) before step\(\): the episode has ended"):
+        env.step(out_of_range)
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_failed_reset_leaves_the_env_needing_a_reset(env_id):
     env = gym.make(env_id, render_mode="rgb_array")

@@ -59,6 +59,9 @@ path or a :class:`GPUDagInstance`), else of the env's ``instance`` argument, els
 Terminates when every task is assigned (the rest of the schedule is then determined); then
 ``info["solution"]`` (a :class:`GPUDagSolution`) and ``info["metrics"]`` (``makespan``, ``slr``,
 ``speedup``, ``mean_jct``, ``p95_jct``) are set.
+Once the episode has ended (terminated or truncated), ``step()`` raises
+:class:`~schedgym.envs.core.errors.ResetNeededError` until the next ``reset()``, as before the first
+``reset()`` and after one that raised (:mod:`schedgym.envs.core.base_env`).
 
 ## Arguments
 ``instance``, ``generator``, ``reward``, ``max_tasks``/``max_devices``/``max_edges`` (padded sizes;

@@ -52,6 +52,9 @@ path or :class:`JobShopInstance`), else of the env's ``instance`` argument, else
 ## Episode End
 Terminates when every operation is scheduled; then ``info["solution"]`` (a
 :class:`JobShopSolution`) and ``info["metrics"]`` (``makespan``, ``gap_to_bks_pct``, ...) are set.
+Once the episode has ended (terminated or truncated), ``step()`` raises
+:class:`~schedgym.envs.core.errors.ResetNeededError` until the next ``reset()``, as before the first
+``reset()`` and after one that raised (:mod:`schedgym.envs.core.base_env`).
 
 ## Arguments
 ``instance``, ``generator``, ``scheme``, ``reward``, ``due_tightness`` (adds due dates by the

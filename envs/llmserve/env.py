@@ -47,6 +47,9 @@ else one built from ``default_workload`` with a seed drawn from the env's genera
 Terminates when every request has finished (or was rejected); then ``info["solution"]`` (an
 :class:`LLMServeSolution`) and ``info["metrics"]`` (``ttft_p99_s``, ``slo_attainment``,
 ``goodput_rps``, ...) are set. Truncates after ``10 * N + 100`` invalid actions.
+Once the episode has ended (terminated or truncated), ``step()`` raises
+:class:`~schedgym.envs.core.errors.ResetNeededError` until the next ``reset()``, as before the first
+``reset()`` and after one that raised (:mod:`schedgym.envs.core.base_env`).
 
 ## Arguments
 ``instance``, ``default_workload``, ``window``, ``router`` (queue env), ``queue_order`` (routing

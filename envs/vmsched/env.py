@@ -48,6 +48,9 @@ path or a :class:`VMInstance`), else one of the env's instances, else a fresh dr
 Terminated on STOP or when the ``mnl`` migrations are used. At the end, ``info["solution"]`` (the
 migration plan, :class:`VMSolution`) and ``info["metrics"]`` (``fragment_rate``,
 ``initial_fragment_rate``, ``migrations``, ``violations``, ...) are filled.
+Once the episode has ended (terminated or truncated), ``step()`` raises
+:class:`~schedgym.envs.core.errors.ResetNeededError` until the next ``reset()``, as before the first
+``reset()`` and after one that raised (:mod:`schedgym.envs.core.base_env`).
 
 ## Arguments
 ``instance`` (name, path, instance or list of them), ``generator`` (callable ``rng -> VMInstance``),
