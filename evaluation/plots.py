@@ -1,5 +1,5 @@
 """Leaderboard plots (PNG, matplotlib Agg). Each domain has its plot functions; a plot that fails is
-reported and skipped, it never stops a run.
+reported (its traceback on stderr) and the others are still made, then the leaderboard exits 1.
 
 * job-shop: mean gap by Taillard size per policy (published rows dashed);
 * GPU DAG: SLR against CCR per policy;
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,44 +205,36 @@ def register_plot(domain: str, fn: PlotFn) -> None:
     PLOTS.setdefault(domain, []).append(fn)
 
 
-def best_solution_picture(rows: list[dict[str, Any]], tasks_by_key: dict[str, dict[str, Any]], out: Path
-                          ) -> list[Path]:
-    """Re-run the best policy of each domain (by primary metric) on its first instance and save the
-    env's rgb_array rendering of the finished episode (solvers: their solution replayed)."""
+def best_solution_picture(dom_name: str, rows: list[dict[str, Any]], tasks_by_key: dict[str, dict[str, Any]],
+                          out: Path) -> list[Path]:
+    """Re-run the best policy of domain ``dom_name`` (by primary metric) on its first instance and save
+    the env's rgb_array rendering of the finished episode (solvers: their solution replayed); no
+    picture when the domain has no successful row or cannot render. Raises what the re-run raises."""
     from schedgym.envs.core.domain import get_domain
     from schedgym.evaluation.runners import agent_for
 
-    paths = []
-    for dom_name in sorted({r["domain"] for r in rows}):
-        domain = get_domain(dom_name)
-        ok = [r for r in rows if r["domain"] == dom_name and r["metrics"] and r["status"] not in ("failed", "invalid")]
-        if not ok:
-            continue
-        by_policy: dict[str, list[float]] = {}
-        for r in ok:
-            v = r["metrics"].get(domain.primary_metric)
-            if v is not None and math.isfinite(float(v)):
-                by_policy.setdefault(r["policy"], []).append(float(v))
-        if not by_policy:
-            continue
-        best = (min if domain.lower_is_better else max)(by_policy, key=lambda p: np.mean(by_policy[p]))
-        row = next(r for r in ok if r["policy"] == best)
-        task = tasks_by_key.get(row["key"])
-        if task is None:
-            continue
-        try:
-            img = render_task(domain, task, agent_for(task))
-        except Exception:  # noqa: BLE001
-            print(f"[plots] {dom_name}: could not render the best policy's solution:\n{traceback.format_exc(limit=3)}")
-            continue
-        if img is None:
-            continue
-        import matplotlib.image
+    domain = get_domain(dom_name)
+    ok = [r for r in rows if r["domain"] == dom_name and r["metrics"] and r["status"] not in ("failed", "invalid")]
+    by_policy: dict[str, list[float]] = {}
+    for r in ok:
+        v = r["metrics"].get(domain.primary_metric)
+        if v is not None and math.isfinite(float(v)):
+            by_policy.setdefault(r["policy"], []).append(float(v))
+    if not by_policy:
+        return []
+    best = (min if domain.lower_is_better else max)(by_policy, key=lambda p: np.mean(by_policy[p]))
+    row = next(r for r in ok if r["policy"] == best)
+    task = tasks_by_key.get(row["key"])
+    if task is None:
+        return []
+    img = render_task(domain, task, agent_for(task))
+    if img is None:
+        return []
+    import matplotlib.image
 
-        path = out / f"{dom_name}_best_{re.sub(r'[^A-Za-z0-9_.-]', '_', best)}.png"
-        matplotlib.image.imsave(path, img)
-        paths.append(path)
-    return paths
+    path = out / f"{dom_name}_best_{re.sub(r'[^A-Za-z0-9_.-]', '_', best)}.png"
+    matplotlib.image.imsave(path, img)
+    return [path]
 
 
 def _env_kwargs(task: dict[str, Any], agent: Any) -> dict[str, Any]:
@@ -287,22 +281,42 @@ def render_task(domain, task: dict[str, Any], agent: Any) -> np.ndarray | None:
     return env.render()
 
 
+@dataclass
+class PlotResult:
+    """What :func:`make_plots` made.
+
+    Attributes:
+        paths: the PNG files written.
+        failures: one line per plot that raised (``<plot>: <exception>``); its traceback was printed.
+    """
+
+    paths: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def attempt(self, label: str, fn: Callable[..., list[Path]], *args: Any) -> None:
+        """Run one plot function, adding its files, or its failure (traceback to stderr)."""
+        try:
+            self.paths += fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the other plots still get made; the caller fails the run
+            print(f"[plots] {label} failed:\n{traceback.format_exc(limit=3)}", file=sys.stderr)
+            self.failures.append(f"{label}: {type(exc).__name__}: {exc}")
+
+
 def make_plots(rows: list[dict[str, Any]], published: list[dict[str, Any]], out: Path,
-               tasks_by_key: dict[str, dict[str, Any]] | None = None, pictures: bool = True) -> list[Path]:
+               tasks_by_key: dict[str, dict[str, Any]] | None = None, pictures: bool = True) -> PlotResult:
+    """Every plot of the domains in ``rows`` into ``out``; a plot that raises is reported in the
+    result's ``failures`` (the leaderboard then exits 1) and the others are still made."""
     out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    for dom_name in sorted({r["domain"] for r in rows}):
+    result = PlotResult()
+    domains = sorted({r["domain"] for r in rows})
+    for dom_name in domains:
         for fn in PLOTS.get(dom_name, []):
-            try:
-                paths += fn(rows, published, out)
-            except Exception:  # noqa: BLE001
-                print(f"[plots] {fn.__name__} failed:\n{traceback.format_exc(limit=3)}")
+            result.attempt(fn.__name__, fn, rows, published, out)
     if pictures and tasks_by_key:
-        for dom_name in sorted({r["domain"] for r in rows}):
+        for dom_name in domains:
             for fn in RERUN_PLOTS.get(dom_name, []):
-                try:
-                    paths += fn(rows, tasks_by_key, out)
-                except Exception:  # noqa: BLE001
-                    print(f"[plots] {fn.__name__} failed:\n{traceback.format_exc(limit=3)}")
-        paths += best_solution_picture(rows, tasks_by_key, out)
-    return paths
+                result.attempt(fn.__name__, fn, rows, tasks_by_key, out)
+        for dom_name in domains:
+            result.attempt(f"best_solution_picture({dom_name})", best_solution_picture, dom_name, rows, tasks_by_key,
+                           out)
+    return result

@@ -12,6 +12,8 @@ import copy
 import os
 import signal
 import subprocess
+import sys
+import time
 import traceback
 from collections.abc import Iterator
 from functools import lru_cache
@@ -96,9 +98,42 @@ def run_serial(tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield run_task(t)
 
 
-def _ignore_sigint() -> None:
-    """Pool worker initializer: Ctrl-C is handled by the parent, which stops the pool."""
+#: seconds between two checks of a pool worker that its parent is still alive
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this process exit when ``parent_pid`` dies, even by SIGKILL (the OOM killer), instead of
+    holding its memory as an orphan: on Linux the kernel sends SIGKILL at the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread checks every :data:`PARENT_POLL_S`
+    seconds that the process was not re-parented and exits at once if it was."""
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the polling thread still covers it
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="schedgym-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Pool worker initializer: Ctrl-C is handled by the parent, which stops the pool; the worker
+    exits when the parent dies (:func:`_exit_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
 
 
 def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) -> Iterator[dict[str, Any]]:
@@ -106,7 +141,8 @@ def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) ->
 
     If the caller stops early (Ctrl-C, an exception, closing the generator), the episodes not
     started are cancelled and the workers are terminated at once; finished rows were already
-    yielded, so a rerun resumes from them.
+    yielded, so a rerun resumes from them. If the caller is killed (SIGKILL, the OOM killer), the
+    workers exit within about a second (:func:`_exit_with_parent`).
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -116,7 +152,8 @@ def run_process_pool(tasks: list[dict[str, Any]], workers: int | None = None) ->
         yield from run_serial(tasks)
         return
     ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))
     finished = False
     try:
         futures = [pool.submit(run_task, t) for t in tasks]

@@ -10,6 +10,11 @@ Examples::
 Outputs in the Hydra output dir (default ``outputs/leaderboard/<suite>``): ``results.sqlite`` (one
 row per episode), ``leaderboard.md``, ``leaderboard.csv`` and ``plots/*.png``. A rerun into the same
 dir computes only the episodes not stored yet.
+
+Exit status (see :mod:`schedgym.cli`): 0; 1 when an episode of the suite failed or was invalid, or a
+plot failed (tables and plots are written first); 2 for a bad suite or command line (unknown name,
+empty list, a policy that does not apply to its cell's env), found when the suite is expanded,
+before anything runs; 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from schedgym.cli import CONFIG_PATH, conf_dir
+from schedgym.cli._exit import EXIT_INTERRUPTED, Outcome, config_errors_exit, run_app
+
+#: what the jobs of this process ran into (a sweep runs several); read by :func:`main`
+OUTCOME = Outcome()
 
 
 def _progress(total: int, description: str):
@@ -36,7 +45,8 @@ def _progress(total: int, description: str):
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="leaderboard")
-def main(cfg: DictConfig) -> None:
+def _app(cfg: DictConfig) -> None:
+    OUTCOME.started = True
     from schedgym.evaluation.aggregate import aggregate, to_markdown, with_published
     from schedgym.evaluation.plots import make_plots
     from schedgym.evaluation.published import published_rows
@@ -47,7 +57,8 @@ def main(cfg: DictConfig) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(HydraConfig.get().runtime.output_dir)
     suite_cfg = OmegaConf.to_container(cfg.suite, resolve=True)
-    tasks = expand_suite(suite_cfg, conf_dir())
+    with config_errors_exit():
+        tasks = expand_suite(suite_cfg, conf_dir())
     store = ResultsStore(out / "results.sqlite", fresh=bool(cfg.fresh))
     if store.backup is not None:
         print(f"fresh=true: moved the previous store to {store.backup} (kept) and started a new one")
@@ -76,7 +87,7 @@ def main(cfg: DictConfig) -> None:
             store.close()
             print(f"\ninterrupted: {stored} of {len(todo)} episodes of this run are stored in {out / 'results.sqlite'}; "
                   f"run the same command (same hydra.run.dir) to resume", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
     keys = {t["key"] for t in tasks}
     rows = [r for r in store.rows() if r["key"] in keys]
     records = with_published(aggregate(rows, n_boot=int(cfg.bootstrap)), published_rows())
@@ -90,17 +101,29 @@ def main(cfg: DictConfig) -> None:
         w.writeheader()
         w.writerows(records)
     os.replace(tmp, out / "leaderboard.csv")
-    plots = []
+    plots: list[Path] = []
     if cfg.plots:
-        plots = make_plots(rows, published_rows(), out / "plots", {t["key"]: t for t in tasks},
-                           pictures=bool(cfg.pictures))
+        made = make_plots(rows, published_rows(), out / "plots", {t["key"]: t for t in tasks},
+                          pictures=bool(cfg.pictures))
+        plots = made.paths
+        if made.failures:
+            OUTCOME.fail(f"{len(made.failures)} plots failed (tracebacks above): " + "; ".join(made.failures))
     print(md)
     failed = sum(1 for r in rows if r["status"] in ("failed", "invalid"))
     print(f"\n{len(rows)} episodes ({failed} failed or invalid) in {time.perf_counter() - t0:.1f} s of this run; "
           f"tables: {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}; {len(plots)} plots in {out / 'plots'}")
+    if failed:
+        OUTCOME.fail(f"{failed} of {len(rows)} episodes of suite {suite_cfg['name']} failed or were invalid; their "
+                     f"errors are in {out / 'results.sqlite'} (retry_failed=true reruns the failed ones)")
     if cfg.logger.kind == "wandb":
         _log_wandb(cfg, out, records, plots)
     store.close()
+
+
+def main() -> None:
+    """Console entry point (``schedgym-leaderboard``, ``python scripts/leaderboard.py``); exit
+    statuses as documented in :mod:`schedgym.cli`."""
+    run_app(_app, OUTCOME)
 
 
 def _log_wandb(cfg: DictConfig, out: Path, records: list[dict], plots: list[Path]) -> None:
