@@ -3,7 +3,8 @@
 * A **policy** acts step by step on an environment: ``reset(env)`` once per episode, then
   ``act(obs, info) -> int`` for each decision. Baselines and trained agents alike.
 * A **solver** is an offline method: ``solve(instance, time_limit_s) -> Solution`` where the
-  solution carries ``status`` (``"optimal"``, ``"feasible"`` or ``"none"``) and ``bound``.
+  solution carries ``status`` (``"optimal"``, ``"feasible"`` or ``"none"``; ``"fallback_heft"`` from
+  the GPU-DAG CP-SAT solver is a valid schedule too) and ``bound``.
 
 Each policy or solver class declares the domains it applies to in a ``domains`` class attribute (a
 tuple of domain names, :data:`ALL_DOMAINS` for domain-independent ones); a config whose target needs

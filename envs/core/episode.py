@@ -27,7 +27,8 @@ class EpisodeResult:
         metrics: the domain's metrics (``makespan``, ``gap_to_bks_pct``, ...).
         wall_time_s: wall-clock seconds of the whole episode (solvers: solve time), seconds.
         steps: env steps taken (0 for solvers).
-        status: ``ok`` / ``optimal`` / ``feasible`` (solvers), ``invalid`` (failed validation),
+        status: ``ok`` / ``optimal`` / ``feasible`` / ``fallback_heft`` (solvers; the last: CP-SAT
+            returned HEFT's schedule, see baselines/cpsat_gpudag.py), ``invalid`` (failed validation),
             ``failed`` (exception), ``none`` (solver found nothing).
         error: validation message or traceback when status is not ok.
     """

@@ -340,7 +340,8 @@ class GPUDagSolution:
     Attributes:
         start: (T,) float64 start time of each task (time units).
         device: (T,) int64 device that runs each task.
-        status: ``"feasible"``, ``"optimal"`` (proved by a solver) or ``"none"``.
+        status: ``"feasible"``, ``"optimal"`` (proved by a solver), ``"fallback_heft"`` (a valid
+            schedule: CP-SAT's fallback to HEFT's) or ``"none"``.
         bound: a lower bound on the optimal makespan known to the producer, else None.
         meta: free-form details (policy, solver wall time).
     """
