@@ -170,9 +170,21 @@ def test_recompute_of_a_partial_prefill_keeps_the_whole_context():
 
 
 def test_orca_rejects_when_its_reservation_does_not_fit():
-    # Orca reserves the longest request (here 57 blocks) for every request: with 40 blocks all are rejected
-    inst = build_workload("synthetic:prompt_mean=150:output_mean=200:rate=5:n=30:seed=271699:max_tokens=900:"
-                          "scheduler=orca:num_blocks=40")
+    # Orca reserves the longest request (here 57 blocks) for every request: with 40 blocks it could
+    # serve nothing, which is an error at load time; with 57 blocks every request is served
+    name = "synthetic:prompt_mean=150:output_mean=200:rate=5:n=30:seed=271699:max_tokens=900:scheduler=orca"
+    with pytest.raises(InstanceFormatError, match=r"Orca reserves 57 blocks.*num_blocks=40.*num_blocks >= 57"):
+        build_workload(f"{name}:num_blocks=40")
+    inst = build_workload(f"{name}:num_blocks=57")
     sol = simulate(inst)
-    assert sol.rejected.all()
     validate(inst, sol)
+    assert not sol.rejected.any()
+
+
+def test_orca_rejects_per_replica_when_routed_to_a_small_one():
+    # a heterogeneous cluster: replica 1 cannot hold Orca's reservation, so what is routed there is rejected
+    small, big = ReplicaSpec(scheduler="orca", num_blocks=30), ReplicaSpec(scheduler="orca", num_blocks=400)
+    inst = make_instance([0.0, 0.1, 0.2, 0.3], [300, 200, 100, 50], [200, 100, 20, 10], replicas=(big, small))
+    sol = simulate(inst, router="round_robin")
+    validate(inst, sol)
+    assert list(sol.rejected) == [False, True, False, True]

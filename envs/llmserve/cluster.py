@@ -22,7 +22,8 @@ def kv_capacity_blocks(spec: ReplicaSpec, max_request_tokens: int | None = None)
 
     ``memory``: (memory x utilisation - weights - activation reserve) / KV bytes per token / block size.
     ``vidur``: Vidur's planner: whole request slots of ``max_request_tokens`` tokens in
-    (memory x utilisation - weights), times ``max_request_tokens / block_size`` blocks per slot.
+    (memory x utilisation - weights - activation reserve), times ``max_request_tokens / block_size``
+    blocks per slot.
     Raises :class:`InstanceFormatError` naming the config files when the model does not fit.
     """
     if spec.num_blocks is not None:
@@ -33,7 +34,7 @@ def kv_capacity_blocks(spec: ReplicaSpec, max_request_tokens: int | None = None)
     if spec.kv_capacity == "vidur":
         max_len = int(max_request_tokens or model.max_model_len)
         per_req = model.kv_bytes_per_token(spec.tp, 1) * max_len
-        slots = int((usable - weights) // per_req)
+        slots = int((usable - weights - spec.activation_reserve_gb * GIB) // per_req)
         blocks = slots * spec.pp * (max_len // spec.block_size)
     else:
         free = usable - weights - spec.activation_reserve_gb * GIB

@@ -4,7 +4,10 @@ Per request: TTFT = first token - arrival; end-to-end = completion - arrival; TP
 first token) / (output - 1) (requests with one output token have none); time between tokens (TBT)
 = gaps between consecutive emissions. A request meets its SLO when TTFT <= its class's TTFT SLO and
 TPOT <= its TPOT SLO; rejected requests never do. Rates divide by the span from the first arrival
-to the last completion. Standard names (DESIGN.md): ``ttft_p50_s``, ``ttft_p90_s``, ``ttft_p99_s``,
+to the last completion. No metric is NaN: with no inter-token gap (every served request has one
+output token) TPOT and TBT percentiles are 0; with no request served (possible only when a router
+sends every request to a replica too small for it) TTFT and end-to-end latencies are +inf and the
+rates 0. Standard names (DESIGN.md): ``ttft_p50_s``, ``ttft_p90_s``, ``ttft_p99_s``,
 ``tpot_p50_s``, ``tpot_p90_s``, ``tpot_p99_s``, ``slo_attainment``, ``goodput_rps``, ``throughput_rps``.
 
 A disaggregated cluster (``instance.pd``) adds: ``kv_transfer_s_mean`` / ``kv_transfer_s_p99`` (transfer
@@ -21,9 +24,10 @@ from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 from schedgym.envs.llmserve.validate import replay
 
 
-def _pct(x: np.ndarray, q: float) -> float:
+def _pct(x: np.ndarray, q: float, empty: float) -> float:
+    """The q-th percentile of the finite values of ``x``; ``empty`` when there are none."""
     x = x[np.isfinite(x)]
-    return float(np.percentile(x, q)) if len(x) else float("nan")
+    return float(np.percentile(x, q)) if len(x) else float(empty)
 
 
 def per_request(instance: LLMServeInstance, sol: LLMServeSolution) -> dict[str, np.ndarray]:
@@ -49,10 +53,10 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
     done_t = sol.completion[served]
     span = float(np.nanmax(done_t) - inst.arrival.min()) if served.any() else float("nan")
     m: dict[str, float] = {}
-    for name, key in (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e", "e2e_s")):
+    for name, key, empty in (("ttft", "ttft_s", np.inf), ("tpot", "tpot_s", 0.0), ("e2e", "e2e_s", np.inf)):
         for q in (50, 90, 99):
-            m[f"{name}_p{q}_s"] = _pct(pr[key], q)
-    m["ttft_mean_s"] = float(np.nanmean(pr["ttft_s"])) if served.any() else float("nan")
+            m[f"{name}_p{q}_s"] = _pct(pr[key], q, empty)
+    m["ttft_mean_s"] = float(np.nanmean(pr["ttft_s"])) if served.any() else float("inf")
     m["slo_attainment"] = float(pr["slo_ok"].sum() / max(n, 1))
     m["goodput_rps"] = float(pr["slo_ok"].sum() / span) if span and span > 0 else 0.0
     m["throughput_rps"] = float(served.sum() / span) if span and span > 0 else 0.0
@@ -73,8 +77,8 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
     if tbt:
         gaps = [np.diff(t) for t in rp["token_times"] if len(t) > 1]
         g = np.concatenate(gaps) if gaps else np.zeros(0)
-        m["tbt_p50_s"] = _pct(g, 50)
-        m["tbt_p99_s"] = _pct(g, 99)
+        m["tbt_p50_s"] = _pct(g, 50, 0.0)
+        m["tbt_p99_s"] = _pct(g, 99, 0.0)
     if inst.pd is not None:
         m.update(transfer_metrics(sol))
     return m
@@ -85,6 +89,6 @@ def transfer_metrics(sol: LLMServeSolution) -> dict[str, float]:
     x = sol.n_transfers
     dur = sol.tx_end - sol.tx_start
     hand = sol.tx_end - sol.tx_ready
-    return {"kv_transfer_s_mean": float(dur.mean()) if x else 0.0, "kv_transfer_s_p99": _pct(dur, 99) if x else 0.0,
-            "kv_handoff_s_mean": float(hand.mean()) if x else 0.0, "kv_handoff_s_p99": _pct(hand, 99) if x else 0.0,
+    return {"kv_transfer_s_mean": float(dur.mean()) if x else 0.0, "kv_transfer_s_p99": _pct(dur, 99, 0.0),
+            "kv_handoff_s_mean": float(hand.mean()) if x else 0.0, "kv_handoff_s_p99": _pct(hand, 99, 0.0),
             "kv_transfer_gb": float(sol.tx_bytes.sum() / 1e9), "kv_transfers": float(x)}

@@ -10,11 +10,24 @@ The time of one iteration (one forward pass of a batch) on one replica is, in mi
     + send_recv(round8(T)) if pipeline parallel
     + per-iteration operators(T) + per-sequence operators(batch size) (+ CPU overhead)
 
-where T is the number of tokens in the batch. These are the conventions of Vidur (MLSys 2024);
-Vidur fits a random forest to the same tables and expands it into a lookup table, this module
-interpolates the measured medians directly: piecewise linear in tokens, bilinear over the attention
-grids (clamped at the grid edges, linear beyond the last token count). All arrays are precomputed
-when a profile is loaded, so start-up takes milliseconds.
+where T is the number of tokens in the batch (0 ms for an empty batch). These are the conventions
+of Vidur (MLSys 2024); Vidur fits a random forest to the same tables and expands it into a lookup
+table, this module interpolates the measured medians directly. Precisely:
+
+* every 1-D table (token-level, KV save, all-reduce, send/recv, per-iteration, per-sequence) is
+  piecewise linear through its points, flat below the first and linear beyond the last (slope of
+  the last segment);
+* decode attention: the mean KV length is ``floor(sum of the decode KV lengths / decode batch
+  size)`` rounded up to a multiple of 64, where a decode's KV length counts the token it feeds; the
+  grid is interpolated as above along the KV axis of each measured batch size, then along the batch
+  axis;
+* prefill attention: the KV sum adds each chunk's cached KV length rounded up to 64; the chunk is
+  the single chunk's size, or ``round(sqrt(sum of squared chunks))`` (ties to even) for several;
+  the grid's unmeasured cells are filled along the KV axis (flat beyond the measured ones), and it
+  is interpolated bilinearly, clamped at the grid's edges.
+
+Arrays up to 16,384 tokens, batch size 512 and the model length are precomputed when a profile is
+loaded (start-up takes milliseconds); beyond them the same formulas are evaluated on the fly.
 
 Formats read: Vidur's ``mlp.csv`` / ``attention.csv`` / ``all_reduce.csv`` / ``send_recv.csv``
 (times in ms per layer) and LLMServingSim's ``dense.csv`` / ``attention.csv`` / ``per_sequence.csv``
@@ -106,7 +119,42 @@ class ProfileTables:
                                           fix="write profiles with ProfileTables.save or scripts/profile_kernels.py")
         kw = {k: z[k] for k in z.files if k != "meta"}
         meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
-        return cls(meta=meta, **kw)
+        tables = cls(meta=meta, **kw)
+        tables.check(str(path))
+        return tables
+
+    def check(self, source: str) -> None:
+        """Raise :class:`InstanceFormatError` naming ``source`` and the array when an axis is empty,
+        negative or not strictly increasing, or a time is negative, NaN (the prefill grid may have
+        NaN holes) or infinite, or a table's shape does not match its axes."""
+        for axis, values, optional in _TABLES + tuple((g, None, False) for g in _GRIDS.values()):
+            x = np.asarray(getattr(self, axis))
+            if optional and x.size == 0:
+                continue
+            if x.ndim != 1 or x.size == 0:
+                raise InstanceFormatError(source, f"array {axis!r} must be a non-empty 1-D axis, has shape {x.shape}")
+            if not np.all(np.isfinite(x)) or np.any(x < 0) or np.any(np.diff(x) <= 0):
+                raise InstanceFormatError(source, f"array {axis!r} (an axis) must be finite, >= 0 and strictly "
+                                                  f"increasing, got {x.tolist()[:8]}{' ...' if x.size > 8 else ''}",
+                                          fix="sort the measurements by that axis and merge duplicates")
+            if values is None:
+                continue
+            y = np.asarray(getattr(self, values))
+            shape = (x.size,) if values not in _GRIDS else (x.size, np.asarray(getattr(self, _GRIDS[values])).size)
+            if y.shape != shape:
+                raise InstanceFormatError(source, f"array {values!r} has shape {y.shape}, expected {shape} (its axes)")
+            finite = y[~np.isnan(y)] if values == "prefill_ms" else y
+            if np.isnan(finite).any() or not np.all(np.isfinite(finite)) or np.any(finite < 0):
+                bad = finite[~(np.isfinite(finite) & (finite >= 0))]
+                raise InstanceFormatError(source, f"array {values!r} holds a negative, NaN or infinite time "
+                                                  f"({bad[0]!r} ms)", fix="valid: finite times >= 0 ms; re-profile")
+
+
+#: (axis, values, optional) of every table; the 2-D grids' second axes in _GRIDS
+_TABLES = (("tokens", "token_ms", False), ("kv_save_tokens", "kv_save_ms", False), ("decode_bs", "decode_ms", False),
+           ("prefill_chunk", "prefill_ms", False), ("allreduce_tokens", "allreduce_ms", True),
+           ("sendrecv_tokens", "sendrecv_ms", True), ("iter_tokens", "iter_ms", True), ("seq_count", "seq_ms", True))
+_GRIDS = {"decode_ms": "decode_kv", "prefill_ms": "prefill_kv"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,6 +226,7 @@ class LatencyModel:
 
     def __init__(self, tables: ProfileTables, model: ModelConfig, pp: int = 1, max_tokens: int = 16384,
                  max_batch: int = 512, max_kv: int | None = None, cpu_overhead_ms: float = 0.0):
+        tables.check(str(tables.meta.get("source", "profile tables")))
         self.tables = tables
         self.model = model
         self.layers = model.num_layers // pp
@@ -185,48 +234,27 @@ class LatencyModel:
         self.tp = int(tables.meta.get("tp", 1))
         t = tables
         L = self.layers
+        self.cpu_overhead_ms = float(cpu_overhead_ms)
+        source = str(t.meta.get("source", "profile"))
+        if self.tp > 1 and not t.meta.get("allreduce_in_ops") and len(t.allreduce_tokens) == 0:
+            raise InstanceFormatError(source, f"tensor parallel degree {self.tp} but no all_reduce table",
+                                      fix="load the profile with an all_reduce.csv")
+        if pp > 1 and len(t.sendrecv_tokens) == 0:
+            raise InstanceFormatError(source, f"{pp} pipeline stages but no send_recv table",
+                                      fix="load the profile with a send_recv.csv")
         self.max_tokens = int(max_tokens)
-        n = np.arange(self.max_tokens + 1, dtype=np.float64)
-        n8 = np.ceil(n / TOKEN_ROUNDING) * TOKEN_ROUNDING
-        tok = _interp_extrap(n8, t.tokens.astype(float), t.token_ms.astype(float))
-        kvs = _interp_extrap(n, t.kv_save_tokens.astype(float), t.kv_save_ms.astype(float))
-        per_layer = tok + kvs
-        if self.tp > 1 and not t.meta.get("allreduce_in_ops"):
-            if len(t.allreduce_tokens) == 0:
-                raise InstanceFormatError(str(t.meta.get("source", "profile")),
-                                          f"tensor parallel degree {self.tp} but no all_reduce table",
-                                          fix="load the profile with an all_reduce.csv")
-            per_layer = per_layer + 2 * _interp_extrap(n8, t.allreduce_tokens.astype(float), t.allreduce_ms)
-        base = L * per_layer
-        if pp > 1:
-            if len(t.sendrecv_tokens) == 0:
-                raise InstanceFormatError(str(t.meta.get("source", "profile")),
-                                          f"{pp} pipeline stages but no send_recv table",
-                                          fix="load the profile with a send_recv.csv")
-            base = base + _interp_extrap(n8, t.sendrecv_tokens.astype(float), t.sendrecv_ms)
-        if len(t.iter_tokens):
-            base = base + _interp_extrap(n, t.iter_tokens.astype(float), t.iter_ms)
-        base = base + cpu_overhead_ms
-        base[0] = 0.0
+        base = self._base_at(np.arange(self.max_tokens + 1, dtype=np.float64))
         self.base_ms = base  # (max_tokens+1,) ms by batch token count
         # decode attention: dense (batch size, kv/64) table, times L
         self.max_batch = int(max_batch)
         self.max_kv = int(max_kv or max(int(t.decode_kv.max()), int(t.prefill_kv.max()), model.max_model_len))
         kv_axis = np.arange(0, self.max_kv + KV_GRANULARITY, KV_GRANULARITY, dtype=np.float64)
         bs_axis = np.arange(self.max_batch + 1, dtype=np.float64)
-        dk = t.decode_kv.astype(float)
-        rows = np.stack([_interp_extrap(kv_axis, dk, t.decode_ms[i]) for i in range(len(t.decode_bs))])
-        dec = np.stack([_interp_extrap(bs_axis, t.decode_bs.astype(float), rows[:, j])
-                        for j in range(len(kv_axis))], axis=1)
-        dec[0, :] = 0.0
-        self.decode_ms = L * dec  # (max_batch+1, n_kv) ms
+        dec = self._decode_at(bs_axis, kv_axis)
+        self.decode_ms = dec  # (max_batch+1, n_kv) ms, all layers
         self._decode_rows = [list(r) for r in self.decode_ms]
         self._base = list(base)
-        if len(t.seq_count):
-            seq = _interp_extrap(bs_axis, t.seq_count.astype(float), t.seq_ms)
-            seq[0] = 0.0
-        else:
-            seq = np.zeros(self.max_batch + 1)
+        seq = self._seq_at(bs_axis)
         self.seq_ms = seq
         self._seq = list(seq)
         pf = _fill_rows(t.prefill_ms.astype(float), t.prefill_kv.astype(float),
@@ -235,24 +263,56 @@ class LatencyModel:
         self._pf_kv = [float(v) for v in t.prefill_kv]
         self._pf = pf * L
 
+    # -- the model at any point (the tables below cache it) ----------------------------------------
+    def _base_at(self, n: np.ndarray) -> np.ndarray:
+        """Token-level part in ms for token counts ``n`` (float array); 0 for no token."""
+        t, L = self.tables, self.layers
+        n8 = np.ceil(n / TOKEN_ROUNDING) * TOKEN_ROUNDING
+        per_layer = (_interp_extrap(n8, t.tokens.astype(float), t.token_ms.astype(float))
+                     + _interp_extrap(n, t.kv_save_tokens.astype(float), t.kv_save_ms.astype(float)))
+        if self.tp > 1 and not t.meta.get("allreduce_in_ops"):
+            per_layer = per_layer + 2 * _interp_extrap(n8, t.allreduce_tokens.astype(float), t.allreduce_ms)
+        base = L * per_layer
+        if self.pp > 1:
+            base = base + _interp_extrap(n8, t.sendrecv_tokens.astype(float), t.sendrecv_ms)
+        if len(t.iter_tokens):
+            base = base + _interp_extrap(n, t.iter_tokens.astype(float), t.iter_ms)
+        base = base + self.cpu_overhead_ms
+        return np.where(n > 0, base, 0.0)
+
+    def _decode_at(self, bs: np.ndarray, kv: np.ndarray) -> np.ndarray:
+        """Decode attention in ms, all layers, (len(bs), len(kv)): interpolated along the KV axis of
+        each measured batch size, then along the batch axis; 0 for batch size 0."""
+        t = self.tables
+        rows = np.stack([_interp_extrap(kv, t.decode_kv.astype(float), t.decode_ms[i]) for i in range(len(t.decode_bs))])
+        dec = np.stack([_interp_extrap(bs, t.decode_bs.astype(float), rows[:, j]) for j in range(len(kv))], axis=1)
+        dec[bs <= 0, :] = 0.0
+        return self.layers * dec
+
+    def _seq_at(self, bs: np.ndarray) -> np.ndarray:
+        """Per-sequence operators in ms by batch size; 0 for batch size 0 or without that table."""
+        t = self.tables
+        if not len(t.seq_count):
+            return np.zeros(len(bs))
+        return np.where(bs > 0, _interp_extrap(bs, t.seq_count.astype(float), t.seq_ms), 0.0)
+
     # -- scalar API used by the simulator --------------------------------------------------------
     def base(self, n_tokens: int) -> float:
         """Token-level part (all layers, comm, per-iteration ops) in ms for ``n_tokens`` tokens."""
         if n_tokens <= self.max_tokens:
             return self._base[n_tokens]
-        b = self.base_ms
-        return float(b[-1] + (b[-1] - b[-1 - TOKEN_ROUNDING]) / TOKEN_ROUNDING * (n_tokens - self.max_tokens))
+        return float(self._base_at(np.array([float(n_tokens)]))[0])
 
     def decode(self, batch: int, kv_sum: int) -> float:
-        """Decode attention (all layers) in ms for ``batch`` sequences holding ``kv_sum`` KV tokens."""
+        """Decode attention (all layers) in ms for ``batch`` sequences holding ``kv_sum`` KV tokens
+        (their mean KV length rounded up to a multiple of 64)."""
         if batch <= 0:
             return 0.0
         kv = kv_sum // batch
         k = (kv + KV_GRANULARITY - 1) // KV_GRANULARITY
-        if batch > self.max_batch:
-            return self._decode_rows[self.max_batch][min(k, len(self._decode_rows[0]) - 1)] * batch / self.max_batch
-        row = self._decode_rows[batch]
-        return row[k] if k < len(row) else row[-1] * k / (len(row) - 1)
+        if batch <= self.max_batch and k < len(self._decode_rows[0]):
+            return self._decode_rows[batch][k]
+        return float(self._decode_at(np.array([float(batch)]), np.array([float(k * KV_GRANULARITY)]))[0, 0])
 
     def prefill(self, chunks: list[int], kvs: list[int]) -> float:
         """Prefill attention (all layers) in ms for chunks with the given cached KV lengths
@@ -265,7 +325,10 @@ class LatencyModel:
         return bilinear(self._pf_chunk, self._pf_kv, self._pf, float(c), float(kv))
 
     def seq(self, batch: int) -> float:
-        return self._seq[min(batch, self.max_batch)]
+        """Per-sequence operators (LM head, sampler) in ms for a batch of ``batch`` sequences."""
+        if batch <= self.max_batch:
+            return self._seq[batch]
+        return float(self._seq_at(np.array([float(batch)]))[0])
 
     def iteration_s(self, n_tokens: int, n_decode: int, decode_kv_sum: int, chunks: list[int],
                     chunk_kvs: list[int], batch: int) -> float:

@@ -78,12 +78,14 @@ class IterLog:
         self.ptr: list[int] = [0]
         self.req: list[int] = []
         self.tok: list[int] = []
+        self.swap: list[int] = []
         self.ev_req: list[int] = []
         self.ev_time: list[float] = []
         self.ev_kind: list[int] = []
 
-    def add(self, replica: int, start: float, end: float, rids: list[int], toks: list[int]) -> None:
+    def add(self, replica: int, start: float, end: float, rids: list[int], toks: list[int], swap_blocks: int = 0) -> None:
         self.replica.append(replica)
+        self.swap.append(swap_blocks)
         self.start.append(start)
         self.end.append(end)
         self.req.extend(rids)
@@ -140,7 +142,10 @@ class Replica:
         self._ntok = 0
         self._maxtok = 0
         self._admitted = 0
-        self._extra_s = 0.0
+        self._extra_s = 0.0  # KV swap time of the batch under construction, seconds
+        self._swap_blocks = 0  # blocks it moves over the host link (out and in)
+        self._carry = (math.nan, 0.0, 0)  # (time, seconds, blocks) of swaps of a formation that launched nothing
+        self.b_swap = 0  # swap blocks of the batch in flight
         # prefill/decode disaggregation (unused in a colocated cluster)
         self.role = "both"  # "prefill" | "decode" | "both"
         self.handoff: list[int] | None = None  # prefill role: prefills completed in the last iteration
@@ -175,6 +180,7 @@ class Replica:
         self.n_preemptions += 1
         if self.spec.preemption == "swap":
             self._extra_s += st.blocks[rid] * self.swap_s_per_block
+            self._swap_blocks += st.blocks[rid]
             self._free(rid)
             self.swapped.append(rid)
             self.log.event(rid, t, 1)
@@ -197,7 +203,10 @@ class Replica:
         self._ntok = 0
         self._maxtok = 0
         self._admitted = 0
-        self._extra_s = 0.0
+        # swaps of a formation at this same time that launched nothing (it preempted every resident
+        # request) still take their time: charge them to this batch
+        _, self._extra_s, self._swap_blocks = self._carry if self._carry[0] == t else (t, 0.0, 0)
+        self._carry = (math.nan, 0.0, 0)
         self._t = t
         if self.swapped:
             self._swap_in(t)
@@ -271,6 +280,7 @@ class Replica:
                 continue
             self._alloc(r, need)
             self._extra_s += need * self.swap_s_per_block
+            self._swap_blocks += need
             self.running.append(r)
             self.log.event(r, t, 2)
         self.swapped = keep
@@ -325,6 +335,7 @@ class Replica:
         if not self.batch:
             self.busy = False
             self.t_end = math.inf
+            self._carry = (t, self._extra_s, self._swap_blocks)
             return False
         self._launch(t)
         return True
@@ -389,6 +400,7 @@ class Replica:
             ms += lat.prefill(chunks, ckv)
         self.t_start = t
         self.t_end = t + ms * 1e-3 + self._extra_s
+        self.b_swap = self._swap_blocks
         self.busy = True
 
     # ------------------------------------------------------------------------------------------
@@ -396,7 +408,7 @@ class Replica:
         """Apply the batch in flight at its end time; returns the requests that completed."""
         st = self.st
         t = self.t_end
-        self.log.add(self.idx, self.t_start, t, self.batch, self.btok)
+        self.log.add(self.idx, self.t_start, t, self.batch, self.btok, self.b_swap)
         self.iterations += 1
         P, proc, pdone, gen, out = st.P, st.proc, st.pdone, st.gen, st.output
         done = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schedgym.envs.core.errors import InstanceFormatError
 from schedgym.envs.llmserve.cluster import Router, RouterView, kv_capacity_blocks
 from schedgym.envs.llmserve.configs import load_model
 from schedgym.envs.llmserve.disagg import KVTransfers
@@ -83,12 +84,23 @@ class Simulator:
         self.agent_routes = agent_routes
         self.agent_admits = agent_admits
         self.rejected = [False] * instance.n_requests
+        self._check_servable()
         self.now = 0.0
         self.next_arrival = 0
         self.n_done = 0
         self.done = False
 
     # ------------------------------------------------------------------------------------------
+    def _check_servable(self) -> None:
+        """Raise :class:`InstanceFormatError` when the cluster can serve no request of the instance
+        (every request would be rejected at arrival), naming the limiting option and its valid range."""
+        inst = self.inst
+        routable = self.replicas[:self.n_route]
+        if inst.n_requests == 0 or any(self.accepts(rep, r) for r in range(inst.n_requests) for rep in routable):
+            return
+        raise InstanceFormatError(inst.name, _capacity_problem(routable[0], inst), fix="valid: "
+                                  + _capacity_fix(routable[0], inst))
+
     def fits(self, rep: Replica, rid: int) -> bool:
         """Whether request ``rid`` can ever be served by ``rep`` (else it is rejected)."""
         total = self.st.prompt[rid] + self.st.output[rid]
@@ -259,7 +271,7 @@ class Simulator:
             first_scheduled=np.array(st.first_sched), preemptions=np.array(st.preempt, np.int64),
             it_replica=np.array(log.replica, np.int64), it_start=np.array(log.start), it_end=np.array(log.end),
             it_ptr=np.array(log.ptr, np.int64), it_req=np.array(log.req, np.int64),
-            it_tokens=np.array(log.tok, np.int64), ev_req=np.array(log.ev_req, np.int64),
+            it_tokens=np.array(log.tok, np.int64), it_swap_blocks=np.array(log.swap, np.int64), ev_req=np.array(log.ev_req, np.int64),
             ev_time=np.array(log.ev_time), ev_kind=np.array(log.ev_kind, np.int64),
             num_blocks=np.array([r.num_blocks for r in self.replicas], np.int64),
             block_size=self.replicas[0].bs if self.replicas else 16,
@@ -269,6 +281,37 @@ class Simulator:
     @property
     def iterations(self) -> int:
         return len(self.log.start)
+
+
+def _shortest(inst: LLMServeInstance) -> int:
+    return int((inst.prompt + inst.output).min())
+
+
+def _capacity_problem(rep: Replica, inst: LLMServeInstance) -> str:
+    """Why replica ``rep`` serves no request of ``inst`` (the first limit that binds)."""
+    spec, least = rep.spec, _shortest(inst)
+    blocks = f"num_blocks={rep.num_blocks}" if spec.num_blocks is not None else f"a KV cache of {rep.num_blocks} blocks"
+    if rep.kind == "orca":
+        return (f"the cluster can serve no request: Orca reserves {rep.max_blocks_seq} blocks of {rep.bs} tokens "
+                f"(the longest request) for every request, more than {blocks}")
+    if rep.kind == "vllm_v0" and least > spec.max_tokens_in_batch:
+        return (f"the cluster can serve no request: max_tokens_in_batch={spec.max_tokens_in_batch} is below the "
+                f"shortest request ({least} tokens)")
+    return (f"the cluster can serve no request: {blocks} of {rep.bs} tokens (watermark {rep.watermark}) cannot "
+            f"hold the shortest request ({least} tokens)")
+
+
+def _capacity_fix(rep: Replica, inst: LLMServeInstance) -> str:
+    spec, least = rep.spec, _shortest(inst)
+    if rep.kind == "orca":
+        return f"num_blocks >= {rep.max_blocks_seq}, or shorter requests (max_tokens)"
+    if rep.kind == "vllm_v0" and least > spec.max_tokens_in_batch:
+        return f"max_tokens_in_batch >= {least}"
+    need = -(-least // rep.bs)
+    nb = need
+    while nb - int(spec.watermark_fraction * nb) < need:
+        nb += 1
+    return f"num_blocks >= {nb} (or a larger device, tp or pp when the blocks come from memory)"
 
 
 def simulate(instance: LLMServeInstance, router: str | Callable = "round_robin", queue_key: QueueKey | None = None,

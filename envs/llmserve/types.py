@@ -6,9 +6,12 @@ tokens). Requests are numbered 0..N-1 in arrival order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from schedgym.envs.core.errors import InstanceFormatError
 
 SCHEDULERS = ("vllm_v0", "sarathi", "orca")
 #: routing rules of :class:`schedgym.envs.llmserve.cluster.Router` (arrivals, and decode replicas under PD)
@@ -71,6 +74,32 @@ class ReplicaSpec:
             raise ValueError(f"preemption must be one of {PREEMPTION}, got {self.preemption!r}")
         if self.kv_capacity not in KV_CAPACITY:
             raise ValueError(f"kv_capacity must be one of {KV_CAPACITY}, got {self.kv_capacity!r}")
+        for key, (ok, valid) in _REPLICA_RANGES.items():
+            value = getattr(self, key)
+            if value is None and key == "num_blocks":
+                continue
+            if not _is_number(value) or not ok(value):
+                raise InstanceFormatError("ReplicaSpec", f"{key}={value!r} is out of range (valid: {valid})")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: valid ranges of the numeric ReplicaSpec fields: key -> (test, description)
+_REPLICA_RANGES = {
+    "tp": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
+    "pp": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
+    "batch_cap": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (requests per batch)"),
+    "max_tokens_in_batch": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (tokens)"),
+    "chunk_size": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (tokens)"),
+    "block_size": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (tokens)"),
+    "watermark_fraction": (lambda v: 0 <= v < 1, "0 <= watermark_fraction < 1"),
+    "memory_utilization": (lambda v: 0 < v <= 1, "0 < memory_utilization <= 1"),
+    "activation_reserve_gb": (lambda v: v >= 0, ">= 0 (GiB)"),
+    "num_blocks": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (KV blocks), or None"),
+    "cpu_overhead_ms": (lambda v: v >= 0, ">= 0 (milliseconds)"),
+}
 
 
 @dataclass(frozen=True)
@@ -199,6 +228,9 @@ class LLMServeSolution:
         it_ptr: (I+1,) int64 CSR pointers into it_req/it_tokens.
         it_req: (T,) int64 requests processed in each iteration.
         it_tokens: (T,) int64 tokens processed for that request (prefill chunk, or 1 for a decode).
+        it_swap_blocks: (I,) int64 KV blocks copied over the host link (swap out and in) when the
+            iteration's batch was formed; their copy time (blocks x block bytes / ``pcie_gbps``) is
+            part of the iteration's duration. None: no swap recorded (taken as 0).
         ev_req, ev_time, ev_kind: (E,) preemption events: kind 0 = restart (KV dropped, recompute),
             1 = swap out (KV to host), 2 = swap in (KV back).
         num_blocks: (R,) int64 KV blocks of each replica.
@@ -237,6 +269,7 @@ class LLMServeSolution:
     kv_peak_blocks: np.ndarray | None = None
     status: str = "feasible"
     bound: float | None = None
+    it_swap_blocks: np.ndarray | None = None
     decode_replica: np.ndarray | None = None
     tx_req: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tx_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))

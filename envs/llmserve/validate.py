@@ -14,7 +14,14 @@ times and checks:
 * the reported first-token and completion times equal the recomputed ones;
 * KV capacity: at the end of every iteration the blocks of the KV held by the requests resident on
   that replica (``ceil(KV tokens / block_size)`` each) do not exceed the replica's blocks, and those
-  blocks do not exceed what the device memory allows;
+  blocks do not exceed what the device memory allows (memory x utilisation - weights - activation
+  reserve, by the replica's ``kv_capacity`` rule);
+* what moves latencies (:mod:`schedgym.envs.llmserve.iteration_check`, which reads the profile
+  tables and interpolates them itself, sharing no code with the simulator): every iteration lasts
+  the profile's time of its batch plus the copy time of the KV blocks it swapped (relative 1e-9),
+  swaps only what the swap events at its start can move, holds at most ``batch_cap`` requests and
+  keeps the token budget (vLLM v0: batch size x longest prefill <= ``max_tokens_in_batch``;
+  Sarathi: tokens <= ``chunk_size`` when a prefill chunk is in the batch);
 * rejections: only requests that can never fit the replica are rejected.
 
 Prefill/decode disaggregation (``instance.pd``): a request routed to a prefill replica runs its
@@ -38,27 +45,39 @@ import math
 import numpy as np
 
 from schedgym.envs.core.errors import InfeasibleSolution
+from schedgym.envs.llmserve.iteration_check import ReplicaTiming
 from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 
 EPS = 1e-9
 
 
-def _max_blocks(inst: LLMServeInstance, r: int) -> int:
-    """KV blocks the memory allows replica ``r`` (the problem's definition of capacity)."""
+def _max_blocks(inst: LLMServeInstance, r: int) -> tuple[int, str]:
+    """KV blocks the memory allows replica ``r`` (the problem's definition of capacity) and how.
+
+    Device memory x utilisation, less the weights of the replica's shard and the activation reserve,
+    divided by the KV bytes of one token (``memory`` rule) or, under Vidur's rule, into whole slots of
+    the longest request (``kv_capacity=vidur``)."""
     from schedgym.envs.llmserve.configs import load_device, load_model
 
     s = inst.replicas[r]
     if s.num_blocks is not None:
-        return int(s.num_blocks)
+        return int(s.num_blocks), f"num_blocks={s.num_blocks}"
     m, d = load_model(s.model), load_device(s.device)
     head = m.embedding_dim // m.num_q_heads
     kv_heads = -(-m.num_kv_heads // s.tp)
-    per_tok = 2 * (m.num_layers // s.pp) * kv_heads * head * m.dtype_bytes
     q = m.num_q_heads // s.tp
     w_layer = m.embedding_dim * head * (2 * q + 2 * kv_heads) + (3 if m.use_gated_mlp else 2) * m.embedding_dim * m.mlp_hidden_dim // s.tp
     weights = m.dtype_bytes * w_layer * (m.num_layers // s.pp)
-    free = d.memory_gb * 1024 ** 3 * s.memory_utilization - weights
-    return int(free // per_tok) // s.block_size
+    reserve = s.activation_reserve_gb * 1024 ** 3
+    free = d.memory_gb * 1024 ** 3 * s.memory_utilization - weights - reserve
+    how = (f"{d.memory_gb} GiB x {s.memory_utilization} - {weights / 1024 ** 3:.2f} GiB of weights - activation "
+           f"reserve {s.activation_reserve_gb} GiB")
+    if s.kv_capacity == "vidur":
+        max_len = int(inst.meta.get("vidur_max_tokens") or m.max_model_len)
+        slot = 2 * m.num_layers * kv_heads * head * m.dtype_bytes * max_len
+        return int(free // slot) * s.pp * (max_len // s.block_size), how + f" in slots of {max_len} tokens"
+    per_tok = 2 * (m.num_layers // s.pp) * kv_heads * head * m.dtype_bytes
+    return int(free // per_tok) // s.block_size, how
 
 
 def kv_bytes_per_token(inst: LLMServeInstance, r: int) -> int:
@@ -107,6 +126,12 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
     req = sol.it_req.tolist()
     tok = sol.it_tokens.tolist()
     kv_trace = np.zeros(len(it_s), np.int64)
+    swaps = sol.it_swap_blocks.tolist() if sol.it_swap_blocks is not None else [0] * len(it_s)
+    if check and len(swaps) != len(it_s):
+        raise InfeasibleSolution(f"solution.it_swap_blocks has {len(swaps)} entries, expected {len(it_s)} (one per iteration)")
+    timing: dict = {}  # ReplicaSpec -> ReplicaTiming (the validator's own reading of the profile)
+    swap_bound: dict[tuple[int, float], int] = {}  # (replica, time) -> most blocks its swap events can move
+    decoding = [False] * n  # the request has fed its whole known context (its next entry is a decode)
     # KV transfers (disaggregation): per request its transfer; a time-ordered stream of transfer
     # starts (kind 0: the copy appears on the decode replica) and ends (kind 1: the request moves
     # there, the prefill replica's copy is freed)
@@ -159,6 +184,11 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
         while ei < ne and ev_t[ei] <= s + EPS:
             r, k = ev_r[ei], ev_k[ei]
             ei += 1
+            if k in (1, 2) and loc[r] >= 0:  # a swap copies at most the blocks of the whole known context
+                key = (loc[r], ev_t[ei - 1])
+                swap_bound[key] = swap_bound.get(key, 0) + -(-(prompt[r] + gen[r]) // bs)
+            if k == 0:
+                decoding[r] = False
             if k in (0, 1):
                 if resident[r]:
                     kv_used[loc[r]] -= -(-ctx[r] // bs)
@@ -177,6 +207,12 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
             if s < last_end[rp] - 1e-7:
                 fail(f"iteration {i} on replica {rp} starts at {s:.6f} before the previous one ends at {last_end[rp]:.6f}")
         last_end[rp] = e
+        toks: list[int] = []
+        dec_kv: list[int] = []
+        chunks: list[int] = []
+        cached: list[int] = []
+        if check and ptr[i + 1] <= ptr[i]:
+            fail(f"iteration {i} on replica {rp} processes no request")
         for j in range(ptr[i], ptr[i + 1]):
             r, k = req[j], tok[j]
             if check:
@@ -209,11 +245,19 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
             if check and ctx[r] + k > known:
                 fail(f"request {r}: iteration {i} feeds {k} tokens but only {known - ctx[r]} are known "
                      f"(prompt {prompt[r]}, generated {gen[r]}, fed {ctx[r]})")
+            if check:
+                toks.append(k)
+                if decoding[r]:
+                    dec_kv.append(ctx[r] + k)
+                else:
+                    chunks.append(k)
+                    cached.append(ctx[r])
             old = -(-ctx[r] // bs)
             ctx[r] += k
             kv_used[rp] += -(-ctx[r] // bs) - old
             started[r] = True
             if ctx[r] >= known:
+                decoding[r] = True
                 gen[r] += 1
                 if gen[r] == 1:
                     first[r] = e
@@ -223,6 +267,9 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                     last[r] = e
                     resident[r] = False
                     kv_used[rp] -= -(-ctx[r] // bs)
+        if check and toks and 0 <= rp < R:
+            _check_iteration(inst, timing, i, rp, s, e, toks, dec_kv, chunks, cached, swaps[i],
+                             swap_bound.get((rp, s), 0))
         if nt:
             transfers_until(e)
         kv_trace[i] = kv_used[rp]
@@ -231,6 +278,20 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                  f"of {bs} tokens, more than its {nblocks[rp]} blocks")
     return {"gen": np.array(gen), "first": np.array(first), "last": np.array(last), "kv_blocks": kv_trace,
             "token_times": times}
+
+
+def _check_iteration(inst: LLMServeInstance, timing: dict, i: int, rp: int, s: float, e: float, toks: list[int],
+                     dec_kv: list[int], chunks: list[int], cached: list[int], swap_blocks: int, swap_bound: int) -> None:
+    """Batch cap, token budget, swapped blocks and duration of iteration ``i`` (see iteration_check)."""
+    spec = inst.replicas[rp]
+    if spec not in timing:
+        timing[spec] = ReplicaTiming(spec)
+    tm = timing[spec]
+    tm.check_limits(i, rp, toks, chunks)
+    if not 0 <= swap_blocks <= swap_bound:
+        raise InfeasibleSolution(f"iteration {i} on replica {rp}: {swap_blocks} swapped KV blocks, but the swap "
+                                 f"events at its start ({s:.9f}) move at most {swap_bound}")
+    tm.check_duration(i, rp, s, e, tm.batch_ms(toks, dec_kv, chunks, cached), swap_blocks)
 
 
 def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
@@ -248,10 +309,10 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
     if sol.block_size != inst.replicas[0].block_size:
         raise InfeasibleSolution(f"block size {sol.block_size} differs from the instance's {inst.replicas[0].block_size}")
     for r in range(R):
-        cap = _max_blocks(inst, r)
+        cap, how = _max_blocks(inst, r)
         if sol.num_blocks[r] > cap:
             raise InfeasibleSolution(f"replica {r} claims {sol.num_blocks[r]} KV blocks but its device memory "
-                                     f"allows at most {cap}")
+                                     f"allows at most {cap} ({how})")
     served = ~sol.rejected
     if np.any((sol.replica[served] < 0) | (sol.replica[served] >= R)):
         raise InfeasibleSolution("a served request has no valid replica")

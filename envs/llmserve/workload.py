@@ -65,7 +65,17 @@ def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     path = Path(path)
     if not path.is_file():
         raise InstanceFormatError(str(path), "trace file not found", fix="check the path")
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise InstanceFormatError(str(path), "the file is empty",
+                                  fix="write a header arrived_at,num_prefill_tokens,num_decode_tokens and one "
+                                      "row per request") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InstanceFormatError(str(path), f"not a readable CSV file: {exc}") from exc
+    if len(df) == 0:
+        raise InstanceFormatError(str(path), "the file has a header but no requests",
+                                  fix="add one row per request (valid: at least 1 row)")
     for c in ("num_prefill_tokens", "num_decode_tokens"):
         if c not in df.columns:
             raise InstanceFormatError(str(path), f"missing column {c!r}",
@@ -151,7 +161,45 @@ def parse_name(name: str) -> tuple[str, dict]:
             raise InstanceFormatError(str(name), f"option {k}={v!r} is not a number", fix=str(exc)) from exc
     if opts.get("arrival", "poisson") not in ARRIVALS:
         raise UnknownNameError("arrival process", opts["arrival"], ARRIVALS)
+    _check_ranges(str(name), opts)
     return trace, opts
+
+
+#: valid ranges of the numeric workload options that are not ReplicaSpec fields: key -> (test, description)
+_OPTION_RANGES = {
+    "n": (lambda v: v >= 1, "n >= 1 (requests)"),
+    "seed": (lambda v: v >= 0, "seed >= 0"),
+    "start": (lambda v: v >= 0, "start >= 0 (trace row)"),
+    "max_tokens": (lambda v: v >= 2, "max_tokens >= 2 (one prompt and one output token)"),
+    "tenants": (lambda v: v >= 1, "tenants >= 1"),
+    "replicas": (lambda v: v >= 1, "replicas >= 1"),
+    "rate": (lambda v: v > 0, "a finite rate > 0 (requests per second)"),
+    "cv": (lambda v: v > 0, "a finite cv > 0 (coefficient of variation of the gamma gaps)"),
+    "ttft": (lambda v: v > 0, "a finite ttft > 0 (seconds)"),
+    "tpot": (lambda v: v > 0, "a finite tpot > 0 (seconds)"),
+    "prompt_mean": (lambda v: v >= 1, "a finite prompt_mean >= 1 (tokens)"),
+    "output_mean": (lambda v: v >= 1, "a finite output_mean >= 1 (tokens)"),
+}
+
+
+def _check_ranges(name: str, opts: dict) -> None:
+    """Reject NaN/inf and out-of-range numbers, naming the option and its valid range."""
+    for k, v in opts.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            valid = _OPTION_RANGES[k][1] if k in _OPTION_RANGES else "a finite number"
+            raise InstanceFormatError(name, f"option {k}={v} is not a finite number", fix=f"valid: {valid}")
+        if k in _OPTION_RANGES and not _OPTION_RANGES[k][0](v):
+            raise InstanceFormatError(name, f"option {k}={v} is out of range", fix=f"valid: {_OPTION_RANGES[k][1]}")
+
+
+def _replica_spec(name: str, o: dict) -> ReplicaSpec:
+    """The replica of a workload's options; a bad value is reported with the workload name and key."""
+    try:
+        return ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
+    except InstanceFormatError as exc:
+        raise InstanceFormatError(name, f"option {exc.problem}") from exc
+    except ValueError as exc:
+        raise InstanceFormatError(name, str(exc)) from exc
 
 
 def parse_pd(name: str, o: dict) -> PDSpec | None:
@@ -186,7 +234,7 @@ def build_workload(name: str) -> LLMServeInstance:
     n = int(o.get("n", 500))
     seed = int(o.get("seed", 0))
     arrival_kind = o.get("arrival", "poisson")
-    spec = ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
+    spec = _replica_spec(name, o)
     disagg = parse_pd(name, o)
     model = load_model(spec.model)
     max_tokens = int(o.get("max_tokens", model.max_model_len))
@@ -209,6 +257,7 @@ def build_workload(name: str) -> LLMServeInstance:
                 raise InstanceFormatError(name, f"trace {trace} has no arrival times",
                                           fix="use arrival=poisson or gamma")
             idx = np.arange(start, start + n) % len(p_all)
+            _check_sorted_arrivals(trace, t_arr, idx)
             prompt, output = p_all[idx], o_all[idx]
         elif arrival_kind == "vidur":
             import pandas as pd
@@ -244,11 +293,28 @@ def build_workload(name: str) -> LLMServeInstance:
     n_ten = int(o.get("tenants", 1))
     tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
     replicas = tuple([spec] * (disagg.n_replicas if disagg is not None else int(o.get("replicas", 1))))
-    return LLMServeInstance(
+    inst = LLMServeInstance(
         name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
         klass=np.zeros(n, np.int64), tenant=tenant.astype(np.int64), slo_ttft=np.array([ttft]),
         slo_tpot=np.array([tpot]), class_names=(trace,), replicas=replicas, rate=float(rate), source=src,
         meta={"options": o}, pd=disagg)
+    from schedgym.envs.llmserve.sim import Simulator
+
+    Simulator(inst)  # rejects a cluster that can serve no request of the workload, naming the option
+    return inst
+
+
+def _check_sorted_arrivals(trace: str, t_arr: np.ndarray, idx: np.ndarray) -> None:
+    """``arrival=trace`` replays the ``arrived_at`` column: it must not decrease over the rows used."""
+    bad = np.flatnonzero((np.diff(t_arr[idx]) < 0) & (np.diff(idx) == 1))  # not at a wrap to row 0
+    if len(bad):
+        i = int(idx[bad[0] + 1])
+        csv = Path(trace).suffix == ".csv"
+        source = trace if csv else str(TRACE_DIR / f"{trace}.npz")
+        raise InstanceFormatError(source, f"column 'arrived_at' decreases at row {i} ({t_arr[i]!r} after "
+                                          f"{t_arr[i - 1]!r}); arrival=trace needs arrival times in order",
+                                  line=i + 2 if csv else None,
+                                  fix="sort the rows by arrived_at (valid: non-decreasing)")
 
 
 def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: float = 1.0, slo_tpot: float = 0.1,
