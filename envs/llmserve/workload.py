@@ -326,6 +326,8 @@ def make_instance(arrival, prompt, output, replicas=(ReplicaSpec(),), slo_ttft: 
     output = np.asarray(output, np.int64)
     if (prompt < 1).any() or (output < 1).any():
         raise InstanceFormatError(name, "prompt and output lengths must be >= 1", fix="drop empty requests")
+    if not np.all(np.isfinite(arrival)) or np.any(arrival < 0):
+        raise InstanceFormatError(name, "arrival times must be finite and >= 0 (seconds)", fix="drop or fix them")
     if np.any(np.diff(arrival) < 0):
         raise InstanceFormatError(name, "arrival times must be non-decreasing", fix="sort the requests")
     return LLMServeInstance(name=name, arrival=arrival, prompt=prompt, output=output, klass=np.zeros(n, np.int64),
