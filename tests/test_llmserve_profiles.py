@@ -143,3 +143,16 @@ def test_profile_roundtrip(tmp_path):
     t2 = ProfileTables.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(t.decode_ms, t2.decode_ms)
     assert t2.meta == t.meta
+
+
+def test_model_beyond_its_cached_tables_is_the_same_formula():
+    """Token counts, batch sizes and KV lengths past the precomputed arrays follow the same
+    piecewise-linear model (not a different extrapolation): a model with larger caches agrees."""
+    tables = load_profile("a100__llama2-7b__tp1")
+    small = LatencyModel(tables, MODEL, max_tokens=1024, max_batch=64, max_kv=1024)
+    big = LatencyModel(tables, MODEL, max_tokens=40000, max_batch=1024, max_kv=8192)
+    for n in (1025, 1031, 5000, 20001, 39999):
+        assert small.base(n) == pytest.approx(big.base(n), rel=1e-12)
+    for batch, kv_sum in ((65, 65 * 100), (600, 600 * 3000), (10, 10 * 5000), (800, 800 * 7000)):
+        assert small.decode(batch, kv_sum) == pytest.approx(big.decode(batch, kv_sum), rel=1e-12)
+    assert small.seq(600) == pytest.approx(big.seq(600), rel=1e-12)
