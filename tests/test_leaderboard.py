@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from schedgym.envs.core.domain import get_domain
-from schedgym.envs.core.errors import UnknownNameError
+from schedgym.envs.core.errors import ConfigError, PolicyDomainError, UnknownNameError
 from schedgym.evaluation.aggregate import _f, aggregate, to_markdown, with_published
 from schedgym.evaluation.published import published_rows
 from schedgym.evaluation.runners import run_tasks
@@ -93,6 +93,13 @@ def lbconf(tmp_path_factory) -> Path:
             {"env": "jobshop", "instances": ["taillard_15x15"], "policies": ["spt", "mwkr"]},
             {"env": "jobshop", "instances": ["ft"], "policies": ["spt", "mwkr", "random"], "seeds": [0, 1]},
         ],
+        # only the hanging cell: with 2 workers, both hang and one episode waits
+        "lbt_hang": [
+            {"env": "jobshop", "instances": ["ft"],
+             "policies": [{"name": "spt", "label": "hang", "overrides": {"_target_": "lbtest_policies.HangingPolicy"}}]},
+        ],
+        # a Taillard table, so that the job-shop gap-by-size plot is drawn
+        "lbt_plot": [{"env": "jobshop", "instances": ["taillard_15x15"], "policies": ["spt"]}],
         # one policy crashes mid-episode, one at construction (unknown rule), one is fine
         "lbt_crash": [
             {"env": "jobshop", "instances": ["ft"],
@@ -111,8 +118,9 @@ def _suite(lbconf: Path, name: str) -> dict:
 
 
 def _cmd(lbconf: Path, out: Path, *overrides: str) -> list[str]:
+    plots = [] if any(o.startswith("plots=") for o in overrides) else ["plots=false"]
     return [sys.executable, str(SCRIPT), f"hydra.searchpath=[file://{lbconf}]", f"hydra.run.dir={out}",
-            "plots=false", "bootstrap=200", *overrides]
+            *plots, "bootstrap=200", *overrides]
 
 
 def _env(lbconf: Path, **extra: str) -> dict[str, str]:
@@ -380,7 +388,7 @@ def test_unknown_policy_lists_valid_names():
 def test_unknown_policy_on_the_command_line_fails_with_the_names(lbconf, tmp_path):
     res = run_lb(lbconf, tmp_path / "run", "suite=smoke", "runner=serial", "suite.cells.0.policies=[spt,mwrk]",
                  check=False)
-    assert res.returncode != 0
+    assert res.returncode == 2
     assert "unknown policy 'mwrk'" in res.stderr and "'mwkr'" in res.stderr
     assert not (tmp_path / "run" / "results.sqlite").exists()  # nothing ran
 
@@ -411,7 +419,11 @@ def test_one_label_with_two_configs_in_a_table_is_refused():
 
 def test_crashing_policy_fails_its_cells_with_traceback_and_the_run_goes_on(lbconf, tmp_path):
     out = tmp_path / "run"
-    res = run_lb(lbconf, out, "suite=lbt_crash", "runner=serial")
+    res = run_lb(lbconf, out, "suite=lbt_crash", "runner=serial", check=False)
+    # the run goes on, writes its tables, then exits 1 saying why
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "6 of 9 episodes of suite lbt_crash failed or were invalid" in res.stderr
+    assert (out / "leaderboard.csv").exists() and (out / "leaderboard.md").exists()
     rows = store_rows(out / "results.sqlite")
     by_policy: dict[str, list[dict]] = {}
     for r in rows:
@@ -486,6 +498,142 @@ def test_store_error_and_fresh_backups_are_never_overwritten(tmp_path):
     assert sorted(p.read_bytes() for p in tmp_path.glob("results.sqlite.bak-*")) == sorted(contents)
 
 
+def _other_domain_checkpoint(tmp_path: Path, record_domain: bool) -> Path:
+    """The shipped job-shop checkpoint relabelled as trained on GPU DAGs (with the recorded
+    ``domain``, or only the ``env_id`` as checkpoints written before the domain was recorded)."""
+    import torch
+
+    from schedgym.agents.checkpoint import resolve_checkpoint
+
+    payload = torch.load(resolve_checkpoint(None), weights_only=False)
+    payload["env_id"] = get_domain("gpudag").env_ids[0]
+    payload.pop("domain", None)
+    if record_domain:
+        payload["domain"] = "gpudag"
+    path = tmp_path / f"gpudag_{record_domain}.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("cell,policy,domains,env", [
+    ({"env": "jobshop", "instances": ["ft"], "policies": ["spt", "heft"]}, "heft", "gpudag", "jobshop"),
+    ({"env": "vmsched", "instances": ["vm_smoke"], "policies": ["mwkr"]}, "mwkr", "jobshop", "vmsched"),
+    ({"env": "gpudag", "workload": ["topcuoglu"], "policies": [{"name": "ppo_gnn", "overrides": {"samples": 4}}]},
+     "ppo_gnn", "jobshop", "gpudag"),
+    ({"env": "llmserve", "workload": ["azure_conv"], "policies": ["cpsat"]}, "cpsat", "jobshop", "llmserve"),
+])
+def test_policy_of_another_domain_is_refused_when_the_suite_is_expanded(cell, policy, domains, env):
+    with pytest.raises(PolicyDomainError, match=rf"suite 'bad', cell 0 .*policy '{policy}' applies to "
+                                                rf"\[{domains}\], not '{env}'"):
+        expand_suite({"name": "bad", "cells": [cell]}, CONF)
+
+
+@pytest.mark.parametrize("record_domain", [True, False])
+def test_checkpoint_of_another_domain_is_refused(tmp_path, record_domain):
+    ck = _other_domain_checkpoint(tmp_path, record_domain)
+    cell = {"env": "jobshop", "instances": [["ft06"]], "policies": [{"name": "ppo_gnn", "overrides": {"checkpoint": str(ck)}}]}
+    with pytest.raises(PolicyDomainError, match=r"policy 'ppo_gnn' applies to \[gpudag\], not 'jobshop'"):
+        expand_suite({"name": "bad", "cells": [cell]}, CONF)
+    # sampled: the configured domain must be the checkpoint's
+    cell["policies"][0]["overrides"]["samples"] = 4
+    with pytest.raises(PolicyDomainError, match=r"trained on 'gpudag' .* domain='jobshop'; set policy.domain=gpudag"):
+        expand_suite({"name": "bad", "cells": [cell]}, CONF)
+
+
+def test_random_policy_applies_to_every_domain():
+    cells = [{"env": "jobshop", "instances": [["ft06"]], "policies": ["random"]},
+             {"env": "vmsched", "instances": ["vm_smoke"], "policies": ["random"]},
+             {"env": "gpudag", "workload": ["topcuoglu"], "policies": ["random"]}]
+    assert {t["domain"] for t in expand_suite({"name": "any", "cells": cells}, CONF)} == {"jobshop", "vmsched", "gpudag"}
+
+
+def test_policy_of_another_domain_on_the_command_line_exits_2_before_running(lbconf, tmp_path):
+    res = run_lb(lbconf, tmp_path / "run", "suite=smoke", "runner=serial", "suite.cells.0.policies=[spt,heft]",
+                 check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "policy 'heft' applies to [gpudag], not 'jobshop'" in res.stderr
+    assert not (tmp_path / "run" / "results.sqlite").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("cells,match", [
+    ([], "suite 'bad' has no cells"),
+    ([{"env": "jobshop", "instances": ["ft"], "policies": []}], r"cell 0 .*policies: \[\] leaves the cell nothing"),
+    ([{"env": "jobshop", "instances": ["ft"], "policies": ["spt"], "seeds": []}], r"seeds: \[\] leaves"),
+    ([{"env": "jobshop", "instances": [], "policies": ["spt"]}], r"instances: \[\] leaves"),
+])
+def test_empty_lists_in_a_suite_are_errors(cells, match):
+    with pytest.raises(ConfigError, match=match):
+        expand_suite({"name": "bad", "cells": cells}, CONF)
+
+
+def test_empty_seeds_on_the_command_line_exits_2(lbconf, tmp_path):
+    res = run_lb(lbconf, tmp_path / "run", "suite=smoke", "runner=serial", "suite.cells.0.seeds=[]", check=False)
+    assert res.returncode == 2 and "seeds: [] leaves the cell nothing to run" in res.stderr
+    assert not (tmp_path / "run" / "results.sqlite").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# 4b. plots: made in a run, and a plot that raises fails it
+# --------------------------------------------------------------------------------------------------
+
+def test_smoke_leaderboard_with_plots(lbconf, tmp_path):
+    out = tmp_path / "run"
+    res = run_lb(lbconf, out, "suite=smoke", "runner=serial", "plots=true")
+    picture = out / "plots" / "jobshop_best_cpsat.png"  # the best policy's schedule, re-run and rendered
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "1 plots in" in res.stdout and "[plots]" not in res.stdout + res.stderr
+
+
+def test_a_plot_that_raises_fails_the_run_after_the_tables_and_other_plots(lbconf, tmp_path):
+    out = tmp_path / "run"
+    (out / "plots" / "jobshop_gap_by_size.png").mkdir(parents=True)  # a folder where the plot is saved
+    res = run_lb(lbconf, out, "suite=lbt_plot", "runner=serial", "plots=true", check=False)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "[plots] jobshop_gap_by_size failed" in res.stderr and "IsADirectoryError" in res.stderr
+    assert "1 plots failed (tracebacks above): jobshop_gap_by_size: IsADirectoryError" in res.stderr
+    assert (out / "leaderboard.csv").exists() and (out / "plots" / "jobshop_best_spt.png").is_file()
+    assert len(store_rows(out / "results.sqlite")) == 10
+
+
+# --------------------------------------------------------------------------------------------------
+# 4c. pool workers die with the leaderboard
+# --------------------------------------------------------------------------------------------------
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited orphan not yet reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc
+        return _alive(pid)
+
+
+def test_pool_workers_exit_when_the_leaderboard_is_killed(lbconf, tmp_path):
+    """SIGKILL of the leaderboard alone (what the OOM killer does): its pool workers, busy with
+    episodes that would run for minutes, exit within 10 s instead of living on as orphans."""
+    out, hang = tmp_path / "run", tmp_path / "hang"
+    proc = _start(lbconf, out, hang, "suite=lbt_hang", "runner=process", "runner.workers=2")
+    try:
+        _wait_for(proc, lambda: len(list(hang.iterdir())) == 2, "two hanging workers")
+        workers = [int(f.name.split("-")[1]) for f in hang.iterdir()]
+        assert all(_running(pid) for pid in workers)
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only; the workers are its children
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _running(pid)]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the run's process group
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        proc.stdout.close()
+
+
 # --------------------------------------------------------------------------------------------------
 # 5. runners agree
 # --------------------------------------------------------------------------------------------------
@@ -532,7 +680,13 @@ def test_random_policies_do_not_depend_on_episode_order():
 
 @pytest.mark.slow
 def test_ray_runner_on_a_local_instance(lbconf, tmp_path):
-    pytest.importorskip("ray")
+    """A 2-worker local Ray instance runs the smoke suite like the serial runner. CI installs the
+    ``[ray]`` extra (``SCHEDGYM_EXTRAS=dev,ray`` in .ci/run), so there a missing Ray fails the test
+    instead of skipping it."""
+    if "ray" in os.environ.get("SCHEDGYM_EXTRAS", "").split(","):
+        import ray  # noqa: F401
+    else:
+        pytest.importorskip("ray")
     res = run_lb(lbconf, tmp_path / "ray", "suite=smoke", "runner=ray", "runner.workers=2", RAY_ADDRESS="")
     assert "running 7 with runner=ray" in res.stdout
     rows = {r["key"]: r for r in store_rows(tmp_path / "ray" / "results.sqlite")}
