@@ -64,6 +64,57 @@ class SubResult:
     stats: dict = field(default_factory=dict)
 
 
+Node = tuple[int, int]  # (pm, numa)
+
+
+@dataclass
+class _Neighbourhood:
+    """The part of the cluster one placement model covers.
+
+    ``pms``: its ACTIVE PMs (ascending); ``vms``: the movable VMs on them (the model's VMs);
+    ``fixed``: the non-movable VMs on them; ``nodes``: its NUMA nodes ``(pm, numa)`` in model
+    order; ``fixed_c`` / ``fixed_m`` / ``fixed_g``: cores, MB and GPUs the fixed VMs take per node.
+    """
+
+    pms: np.ndarray
+    vms: np.ndarray
+    fixed: np.ndarray
+    nodes: list[Node]
+    fixed_c: dict[Node, int]
+    fixed_m: dict[Node, int]
+    fixed_g: dict[Node, int]
+
+
+@dataclass
+class _Model:
+    """A placement model being built: the CP-SAT model and the handles the later steps use.
+
+    ``x[v, p, n]``: VM ``v`` on node ``(p, n)`` (2-NUMA VMs: ``n = 0``, both nodes of ``p``);
+    ``xv[v]``: ``(p, literal)`` of each target of ``v``; ``load_c`` / ``load_m`` / ``load_g``: per
+    node, ``(literal, amount)`` of every VM that may take cores / MB / GPUs there; ``homes[v]``: the
+    snapshot target of ``v`` when it is in the model, else None; ``moved_terms``: the literals of
+    those home targets; ``base``: model VMs whose snapshot target is outside the model (moved
+    whatever the model does); ``r_vars`` / ``q_vars``: per node, fragment cores and 16-core slots.
+    """
+
+    model: cp_model.CpModel
+    nodes: list[Node]
+    x: dict[tuple[int, int, int], cp_model.IntVar] = field(default_factory=dict)
+    xv: dict[int, list[tuple[int, cp_model.IntVar]]] = field(default_factory=dict)
+    load_c: dict[Node, list] = field(default_factory=dict)
+    load_m: dict[Node, list] = field(default_factory=dict)
+    load_g: dict[Node, list] = field(default_factory=dict)
+    homes: dict[int, Node | None] = field(default_factory=dict)
+    moved_terms: list = field(default_factory=list)
+    base: int = 0
+    r_vars: list = field(default_factory=list)
+    q_vars: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for loads in (self.load_c, self.load_m, self.load_g):
+            loads.update({key: [] for key in self.nodes})
+
+
 def solve_placement(
     instance: VMInstance,
     pm: np.ndarray,
@@ -83,11 +134,20 @@ def solve_placement(
 ) -> SubResult | None:
     """Re-place the movable VMs currently on ``pms`` among the NUMA nodes of ``pms``.
 
+    The steps: the neighbourhood (:func:`_neighbourhood`), the assignment variables
+    (:func:`_add_assignments`), the hints (:func:`_add_hints`, tight: canonical under symmetry),
+    capacity and fragment cores per node (:func:`_add_capacity_and_fragments`), anti-affinity
+    (:func:`_add_anti_affinity`), the migration budget (:func:`_add_migration_budget`), the
+    redundant constraints (tight: :func:`_tighten`), then one weighted solve
+    (:func:`_solve_weighted`) or two stages (:func:`_solve_two_stage`).
+
     Args:
         pm, numa: (V,) the current placement (the model's warm start unless ``hint_pm`` is given).
         pms: PMs of the neighbourhood (ACTIVE ones are used as targets).
         budget: migrations allowed for the VMs of the model (moves counted against the initial
             placement: a VM whose initial PM is elsewhere counts as moved whatever it does).
+        time_limit_s: CP-SAT time limit, seconds (both stages together).
+        mnl: the migration number limit (weights the lexicographic objective).
         hint_pm, hint_numa: (V,) a feasible placement of the model's VMs to warm-start from (for
             example a large-neighbourhood search's result); None: ``pm``/``numa``.
         tight: the strengthened formulation of the full model (see :func:`_tighten`): targets
@@ -106,7 +166,36 @@ def solve_placement(
     hint_pm = pm if hint_pm is None else hint_pm
     hint_numa = numa if hint_numa is None else hint_numa
     inst = instance
+    nb = _neighbourhood(inst, pm, numa, pms)
+    if nb is None:
+        return None
+    m = _Model(cp_model.CpModel(), nb.nodes)
+    if not _add_assignments(m, inst, nb, _room(inst, nb, tight)):
+        return None
+    classes, hint_pm, hint_numa = _add_hints(m, inst, nb, hint_pm, hint_numa, tight, symmetry)
+    hint_used, _, _ = inst.usage(hint_pm, hint_numa)
+    _add_capacity_and_fragments(m, inst, nb, hint_used, tight)
+    _add_anti_affinity(m, inst, pm, nb)
+    moved_expr = _add_migration_budget(m, budget)
+    stats: dict = {}
     g = int(inst.granularity)
+    if tight:
+        total_r = _tighten(m.model, inst, nb.vms, m.x, classes, m.r_vars, m.q_vars, m.load_c, nb.fixed_c, g,
+                           hint_used, stats)
+    else:
+        total_r = sum(m.r_vars)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = int(workers)
+    solver.parameters.random_seed = int(seed)
+    solver.parameters.log_search_progress = bool(log)
+    if not two_stage:
+        return _solve_weighted(m, solver, total_r, moved_expr, int(mnl) + 1, time_limit_s, tight, stats)
+    return _solve_two_stage(m, solver, total_r, moved_expr, t_start + float(time_limit_s), stats)
+
+
+def _neighbourhood(inst: VMInstance, pm: np.ndarray, numa: np.ndarray, pms: np.ndarray) -> _Neighbourhood | None:
+    """The ACTIVE PMs of ``pms``, the movable and fixed VMs on them and what the fixed VMs use per
+    NUMA node (cores, MB, GPUs); None when no PM of ``pms`` is ACTIVE."""
     pms = np.asarray(sorted(set(int(p) for p in pms if inst.pm_active[int(p)])), dtype=np.int64)
     if len(pms) == 0:
         return None
@@ -115,188 +204,215 @@ def solve_placement(
     on = in_n[pm]
     vms = np.flatnonzero(on & inst.vm_movable)
     fixed = np.flatnonzero(on & ~inst.vm_movable)
-    model = cp_model.CpModel()
-    per_c, per_m, per_g = inst.numa_cpu, inst.numa_mem, inst.numa_gpu
-    x: dict[tuple[int, int, int], cp_model.IntVar] = {}
-    xv: dict[int, list[tuple[int, cp_model.IntVar]]] = {}
-    load_c = {(int(p), n): [] for p in pms for n in (0, 1)}
-    load_m = {(int(p), n): [] for p in pms for n in (0, 1)}
-    load_g = {(int(p), n): [] for p in pms for n in (0, 1)}
-    moved_terms = []
-    base = 0  # VMs that count as moved whatever the model does
-    # fixed VMs' usage
-    fixed_c = {key: 0 for key in load_c}
-    fixed_m = {key: 0 for key in load_c}
-    fixed_g = {key: 0 for key in load_c}
+    nodes = [(int(p), n) for p in pms for n in (0, 1)]
+    fixed_c, fixed_m, fixed_g = ({key: 0 for key in nodes} for _ in range(3))
     for v in fixed:
         v = int(v)
         p = int(pm[v])
         for k in ((0, 1) if inst.vm_span[v] == 2 else (int(numa[v]),)):
-            fixed_c[(p, k)] += int(per_c[v])
-            fixed_m[(p, k)] += int(per_m[v])
-            fixed_g[(p, k)] += int(per_g[v])
-    # room per NUMA node for the model's VMs: the capacity (tight: less the fixed VMs)
-    room = {key: (int(inst.pm_cpu[key]) - (fixed_c[key] if tight else 0),
-                  int(inst.pm_mem[key]) - (fixed_m[key] if tight else 0),
-                  int(inst.pm_gpu[key]) - (fixed_g[key] if tight else 0)) for key in load_c}
-    homes: dict[int, tuple[int, int] | None] = {}
-    for v in vms:
+            fixed_c[(p, k)] += int(inst.numa_cpu[v])
+            fixed_m[(p, k)] += int(inst.numa_mem[v])
+            fixed_g[(p, k)] += int(inst.numa_gpu[v])
+    return _Neighbourhood(pms, vms, fixed, nodes, fixed_c, fixed_m, fixed_g)
+
+
+def _room(inst: VMInstance, nb: _Neighbourhood, tight: bool) -> dict[Node, tuple[int, int, int]]:
+    """Cores, MB and GPUs of each NUMA node that the model's VMs may use: the capacity (tight: less
+    what the fixed VMs take, so that targets without room get no variable)."""
+    return {key: (int(inst.pm_cpu[key]) - (nb.fixed_c[key] if tight else 0),
+                  int(inst.pm_mem[key]) - (nb.fixed_m[key] if tight else 0),
+                  int(inst.pm_gpu[key]) - (nb.fixed_g[key] if tight else 0)) for key in nb.nodes}
+
+
+def _add_assignments(m: _Model, inst: VMInstance, nb: _Neighbourhood, room: dict[Node, tuple[int, int, int]]
+                     ) -> bool:
+    """One literal per (model VM, target with room), exactly one target per VM, the per-node loads,
+    and each VM's home (snapshot) target; False when a VM has no target at all."""
+    per_c, per_m, per_g = inst.numa_cpu, inst.numa_mem, inst.numa_gpu
+    for v in nb.vms:
         v = int(v)
         span = int(inst.vm_span[v])
         lits = []
-        for p in pms:
+        for p in nb.pms:
             p = int(p)
-            nodes = (0,) if span == 2 else (0, 1)
-            for n in nodes:
-                ok = True
-                for k in ((0, 1) if span == 2 else (n,)):
-                    rc, rm, rg = room[(p, k)]
-                    if per_c[v] > rc or per_m[v] > rm or per_g[v] > rg:
-                        ok = False
-                if not ok:
+            for n in ((0,) if span == 2 else (0, 1)):
+                nodes = (0, 1) if span == 2 else (n,)
+                if any(per_c[v] > room[(p, k)][0] or per_m[v] > room[(p, k)][1] or per_g[v] > room[(p, k)][2]
+                       for k in nodes):
                     continue
-                lit = model.NewBoolVar(f"x{v}_{p}_{n}")
-                x[(v, p, n)] = lit
-                xv.setdefault(v, []).append((p, lit))
+                lit = m.model.NewBoolVar(f"x{v}_{p}_{n}")
+                m.x[(v, p, n)] = lit
+                m.xv.setdefault(v, []).append((p, lit))
                 lits.append(lit)
-                for k in ((0, 1) if span == 2 else (n,)):
-                    load_c[(p, k)].append((lit, int(per_c[v])))
-                    load_m[(p, k)].append((lit, int(per_m[v])))
-                    load_g[(p, k)].append((lit, int(per_g[v])))
-                if not tight:  # tight: hints are added below, after the symmetry canonicalisation
-                    model.AddHint(lit, int(hint_pm[v] == p and (span == 2 or hint_numa[v] == n)))
+                for k in nodes:
+                    m.load_c[(p, k)].append((lit, int(per_c[v])))
+                    m.load_m[(p, k)].append((lit, int(per_m[v])))
+                    m.load_g[(p, k)].append((lit, int(per_g[v])))
         if not lits:
-            return None
-        model.AddExactlyOne(lits)
+            return False
+        m.model.AddExactlyOne(lits)
         ip, inn = int(inst.init_pm[v]), int(inst.init_numa[v]) if span == 1 else 0
-        home = x.get((v, ip, inn))
+        home = m.x.get((v, ip, inn))
         if home is None:
-            base += 1
-            homes[v] = None
+            m.base += 1
+            m.homes[v] = None
         else:
-            moved_terms.append(home)  # moved = 1 - home
-            homes[v] = (ip, inn)
-    sym_classes: list[list[int]] = []
+            m.moved_terms.append(home)  # moved = 1 - home
+            m.homes[v] = (ip, inn)
+    return True
+
+
+def _add_hints(m: _Model, inst: VMInstance, nb: _Neighbourhood, hint_pm: np.ndarray, hint_numa: np.ndarray,
+               tight: bool, symmetry: bool) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """Hint every assignment literal with the hint placement. Tight: first the classes of
+    interchangeable VMs (:func:`_symmetry_classes`, when ``symmetry``) and the hint made canonical
+    for their ordering (:func:`_canonical_hint`). Returns the classes and the hint placement used."""
+    classes: list[list[int]] = []
     if tight:
-        sym_classes = _symmetry_classes(inst, vms, homes) if symmetry else []
-        hint_pm, hint_numa = _canonical_hint(inst, sym_classes, hint_pm, hint_numa)
-        for (v, p, n), lit in x.items():
-            model.AddHint(lit, int(hint_pm[v] == p and (inst.vm_span[v] == 2 or hint_numa[v] == n)))
-    r_vars = []
-    q_vars = []
-    hint_used, _, _ = inst.usage(hint_pm, hint_numa)
+        classes = _symmetry_classes(inst, nb.vms, m.homes) if symmetry else []
+        hint_pm, hint_numa = _canonical_hint(inst, classes, hint_pm, hint_numa)
+    for (v, p, n), lit in m.x.items():
+        m.model.AddHint(lit, int(hint_pm[v] == p and (inst.vm_span[v] == 2 or hint_numa[v] == n)))
+    return classes, hint_pm, hint_numa
+
+
+def _add_capacity_and_fragments(m: _Model, inst: VMInstance, nb: _Neighbourhood, hint_used: np.ndarray,
+                                tight: bool) -> None:
+    """Per NUMA node: the MB and GPU capacities, and ``free cores = g * q + r`` with ``r`` the node's
+    fragment cores (``0 <= r < g``; tight: only the residues the VM sizes can reach), both hinted
+    from the hint placement's usage ``hint_used`` ((P, 2) cores)."""
+    g = int(inst.granularity)
     if tight:
         # every model VM takes a multiple of d cores of a node, so free = cap - fixed (mod d)
         d = g
-        for v in vms:
-            d = gcd(d, int(per_c[v]))
-    for key in load_c:
+        for v in nb.vms:
+            d = gcd(d, int(inst.numa_cpu[v]))
+    model = m.model
+    for key in nb.nodes:
         p, k = key
         cap_c, cap_m, cap_g = int(inst.pm_cpu[p, k]), int(inst.pm_mem[p, k]), int(inst.pm_gpu[p, k])
-        used_c = sum(c * lit for lit, c in load_c[key]) + fixed_c[key]
-        model.Add(sum(mm * lit for lit, mm in load_m[key]) + fixed_m[key] <= cap_m)
-        if cap_g or load_g[key]:
-            model.Add(sum(gg * lit for lit, gg in load_g[key] if gg) + fixed_g[key] <= cap_g)
+        used_c = sum(c * lit for lit, c in m.load_c[key]) + nb.fixed_c[key]
+        model.Add(sum(mm * lit for lit, mm in m.load_m[key]) + nb.fixed_m[key] <= cap_m)
+        if cap_g or m.load_g[key]:
+            model.Add(sum(gg * lit for lit, gg in m.load_g[key] if gg) + nb.fixed_g[key] <= cap_g)
         q = model.NewIntVar(0, cap_c // g, f"q{p}_{k}")
         if tight:
-            res0 = (cap_c - fixed_c[key]) % d
+            res0 = (cap_c - nb.fixed_c[key]) % d
             r = model.NewIntVarFromDomain(cp_model.Domain.FromValues(list(range(res0, g, d))), f"r{p}_{k}")
         else:
             r = model.NewIntVar(0, g - 1, f"r{p}_{k}")
         model.Add(cap_c - used_c == g * q + r)
-        r_vars.append(r)
-        q_vars.append(q)
+        m.r_vars.append(r)
+        m.q_vars.append(q)
         free_now = cap_c - int(hint_used[p, k])
         if free_now >= 0:
             model.AddHint(q, free_now // g)
             model.AddHint(r, free_now % g)
-    # anti-affinity
-    vm_set = set(int(v) for v in vms)
+
+
+def _add_anti_affinity(m: _Model, inst: VMInstance, pm: np.ndarray, nb: _Neighbourhood) -> None:
+    """At most one VM of a host group per PM and one of a rack group per rack, counting the
+    group's members outside the model where they are (``pm``)."""
+    vm_set = set(int(v) for v in nb.vms)
     for grp in inst.host_groups:
         inside = [int(v) for v in grp if int(v) in vm_set]
         if not inside:
             continue
         outside_pms = {int(pm[w]) for w in grp if int(w) not in vm_set}
-        for p in pms:
+        for p in nb.pms:
             p = int(p)
-            lits = [lit for v in inside for pp, lit in xv.get(v, []) if pp == p]
+            lits = [lit for v in inside for pp, lit in m.xv.get(v, []) if pp == p]
             if not lits:
                 continue
-            model.Add(sum(lits) <= (0 if p in outside_pms else 1))
+            m.model.Add(sum(lits) <= (0 if p in outside_pms else 1))
     racks = inst.pm_rack
     for grp in inst.rack_groups:
         inside = [int(v) for v in grp if int(v) in vm_set]
         if not inside:
             continue
         outside_racks = {int(racks[int(pm[w])]) for w in grp if int(w) not in vm_set}
-        for rk in {int(racks[int(p)]) for p in pms}:
-            lits = [lit for v in inside for pp, lit in xv.get(v, []) if int(racks[pp]) == rk]
+        for rk in {int(racks[int(p)]) for p in nb.pms}:
+            lits = [lit for v in inside for pp, lit in m.xv.get(v, []) if int(racks[pp]) == rk]
             if lits:
-                model.Add(sum(lits) <= (0 if rk in outside_racks else 1))
-    n_home = len(moved_terms)
-    moved_expr = base + n_home - sum(moved_terms)
-    model.Add(moved_expr <= max(0, int(budget)))
-    stats: dict = {}
-    if tight:
-        total_r = _tighten(model, inst, vms, x, sym_classes, r_vars, q_vars, load_c, fixed_c, g, hint_used, stats)
-    else:
-        total_r = sum(r_vars)
-    w = int(mnl) + 1
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = int(workers)
-    solver.parameters.random_seed = int(seed)
-    solver.parameters.log_search_progress = bool(log)
-    if not two_stage:
-        model.Minimize(w * total_r + moved_expr)
-        solver.parameters.max_time_in_seconds = max(0.01, float(time_limit_s))
-        status = solver.Solve(model)
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
-        new_pm, new_numa = _placement(solver, x)
-        frag = int(sum(solver.Value(r) for r in r_vars))
-        moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
-        # objective = w * frag + moved with moved <= mnl < w: floor(bound / w) bounds the fragment cores
-        bound = float(np.floor(solver.BestObjectiveBound() / w + 1e-9))
-        return SubResult(new_pm, new_numa, frag, moved, "optimal" if status == cp_model.OPTIMAL else "feasible",
-                         bound, moved_optimal=(status == cp_model.OPTIMAL) if tight else None, stats=stats)
-    # stage 1: fragment cores alone (within the migration budget)
+                m.model.Add(sum(lits) <= (0 if rk in outside_racks else 1))
+
+
+def _add_migration_budget(m: _Model, budget: int):
+    """``moved = base + sum(1 - home)`` (an int when no model VM can stay home) and ``moved <= budget``."""
+    moved_expr = m.base + len(m.moved_terms) - sum(m.moved_terms)
+    m.model.Add(moved_expr <= max(0, int(budget)))
+    return moved_expr
+
+
+def _value(solver: cp_model.CpSolver, expr) -> int:
+    """The value of a linear expression in the solution (``expr`` itself when it is an int)."""
+    return int(solver.Value(expr)) if not isinstance(expr, int) else expr
+
+
+def _solve_weighted(m: _Model, solver: cp_model.CpSolver, total_r, moved_expr, w: int, time_limit_s: float,
+                    tight: bool, stats: dict) -> SubResult | None:
+    """One solve of ``w * fragment cores + migrations`` (``w = mnl + 1`` > any migration count:
+    lexicographic), within ``time_limit_s`` seconds."""
+    m.model.Minimize(w * total_r + moved_expr)
+    solver.parameters.max_time_in_seconds = max(0.01, float(time_limit_s))
+    status = solver.Solve(m.model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    new_pm, new_numa = _placement(solver, m.x)
+    frag = int(sum(solver.Value(r) for r in m.r_vars))
+    moved = _value(solver, moved_expr)
+    # objective = w * frag + moved with moved <= mnl < w: floor(bound / w) bounds the fragment cores
+    bound = float(np.floor(solver.BestObjectiveBound() / w + 1e-9))
+    return SubResult(new_pm, new_numa, frag, moved, "optimal" if status == cp_model.OPTIMAL else "feasible",
+                     bound, moved_optimal=(status == cp_model.OPTIMAL) if tight else None, stats=stats)
+
+
+def _solve_two_stage(m: _Model, solver: cp_model.CpSolver, total_r, moved_expr, deadline: float,
+                     stats: dict) -> SubResult | None:
+    """Stage 1: fewest fragment cores (within the budget); stage 2, with the time left until
+    ``deadline`` (a ``time.perf_counter()`` value): fewest migrations at that many fragment cores,
+    warm-started from stage 1 (kept unless it finds fewer migrations)."""
+    model = m.model
     model.Minimize(total_r)
-    deadline = t_start + float(time_limit_s)
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.perf_counter())
     status = solver.Solve(model)
     stats.update(stage1_s=solver.WallTime(), stage1_status=solver.StatusName(status))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    new_pm, new_numa = _placement(solver, x)
-    frag = int(sum(solver.Value(r) for r in r_vars))
-    moved = int(solver.Value(moved_expr)) if not isinstance(moved_expr, int) else moved_expr
+    new_pm, new_numa = _placement(solver, m.x)
+    frag = int(sum(solver.Value(r) for r in m.r_vars))
+    moved = _value(solver, moved_expr)
     bound = float(max(0, int(np.ceil(solver.BestObjectiveBound() - 1e-9))))
     frag_status = "optimal" if status == cp_model.OPTIMAL else "feasible"
     left = deadline - time.perf_counter()
     if isinstance(moved_expr, int) or left < 0.05:
         return SubResult(new_pm, new_numa, frag, moved, frag_status, bound, moved_optimal=isinstance(moved_expr, int),
                          stats=stats)
-    # stage 2: fewest migrations at (at most) that many fragment cores, warm-started from stage 1
-    values = {id(lit): solver.BooleanValue(lit) for lit in x.values()}
-    rq = [(r, solver.Value(r)) for r in r_vars] + [(q, solver.Value(q)) for q in q_vars]
-    model.ClearHints()
-    for lit in x.values():
-        model.AddHint(lit, values[id(lit)])
-    for var, val in rq:
-        model.AddHint(var, val)
+    _hint_from_solution(m, solver)
     model.Add(total_r <= frag)
     model.Minimize(moved_expr)
     solver.parameters.max_time_in_seconds = max(0.01, left)
     status2 = solver.Solve(model)
     stats.update(stage2_s=solver.WallTime(), stage2_status=solver.StatusName(status2))
     if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE) and int(solver.Value(moved_expr)) <= moved:
-        new_pm, new_numa = _placement(solver, x)
-        frag = int(sum(solver.Value(r) for r in r_vars))
+        new_pm, new_numa = _placement(solver, m.x)
+        frag = int(sum(solver.Value(r) for r in m.r_vars))
         moved = int(solver.Value(moved_expr))
     stats["moved_bound"] = (float(max(0, int(np.ceil(solver.BestObjectiveBound() - 1e-9))))
                             if status2 != cp_model.UNKNOWN else None)
     return SubResult(new_pm, new_numa, frag, moved, frag_status, bound,
                      moved_optimal=status2 == cp_model.OPTIMAL, stats=stats)
+
+
+def _hint_from_solution(m: _Model, solver: cp_model.CpSolver) -> None:
+    """Replace the model's hints with the solver's last solution (assignments, r and q per node)."""
+    values = {id(lit): solver.BooleanValue(lit) for lit in m.x.values()}
+    rq = [(r, solver.Value(r)) for r in m.r_vars] + [(q, solver.Value(q)) for q in m.q_vars]
+    m.model.ClearHints()
+    for lit in m.x.values():
+        m.model.AddHint(lit, values[id(lit)])
+    for var, val in rq:
+        m.model.AddHint(var, val)
 
 
 def _placement(solver: cp_model.CpSolver, x: dict) -> tuple[dict[int, int], dict[int, int]]:

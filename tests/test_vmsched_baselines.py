@@ -236,3 +236,63 @@ def test_vm_solvers_reject_time_limits_that_are_not_positive(bad):
     with pytest.raises(ValueError, match=r"vm_cpsat_lns_1s: time_limit_s=.*seconds > 0"):
         VMCPSATLNSSolver(time_limit_s=bad, name="vm_cpsat_lns_1s")
     assert VMCPSATSolver(num_workers=1).solve(inst, 1.0).status == "optimal"  # a valid limit still works
+
+
+#: solve_placement on a neighbourhood of gen_s_medium_s0 (8 PMs, budget 4) and on a tiny instance with
+#: a fixed VM and anti-affinity groups: (fragment cores, migrations, status, fragment bound,
+#: migrations proved minimal, per CP-SAT solve (variables, constraints, hinted variables)), measured on
+#: a034fe1 (before solve_placement was split into steps); the refactor builds the same models
+PLACEMENT_CASES = {
+    "plain": (10, 2, "optimal", 10.0, None, [(1089, 134, 1088)]),
+    "tight_two_stage": (10, 2, "optimal", 10.0, True, [(1091, 156, 1090), (1091, 157, 1088)]),
+    "tiny_plain": (4, 3, "optimal", 4.0, None, [(46, 31, 45)]),
+    "tiny_tight_two_stage": (4, 3, "optimal", 4.0, True, [(48, 34, 47), (48, 35, 45)]),
+}
+
+
+@pytest.mark.parametrize("case", list(PLACEMENT_CASES))
+def test_solve_placement_builds_and_solves_the_same_models(case, monkeypatch):
+    from ortools.sat.python import cp_model
+
+    from schedgym.baselines.vm_cpsat import evacuate, solve_placement
+
+    sizes = []
+    solve = cp_model.CpSolver.Solve
+
+    def counting_solve(self, model, *args, **kwargs):
+        proto = model.Proto()
+        sizes.append((len(proto.variables), len(proto.constraints), len(proto.solution_hint.vars)))
+        return solve(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(cp_model.CpSolver, "Solve", counting_solve)
+    if case.startswith("tiny"):
+        inst = tiny_instance([[20, 20], [20, 20], [24, 24]], [(4, 1, 0, 0), (2, 1, 0, 1), (8, 1, 1, 0), (6, 1, 1, 1, False),
+                             (16, 2, 2, 0), (4, 1, 0, 0), (4, 1, 2, 1)], host_groups=[[0, 2]], rack_groups=[[1, 6]], mnl=3)
+        pm, numa, pms, budget = inst.init_pm, inst.init_numa, np.arange(3), 3
+    else:
+        inst = generate("gen_s_medium_s0")
+        pm, numa = evacuate(inst, inst.mnl).placement_of()
+        pms, budget = np.flatnonzero(inst.pm_active)[3:11], 4
+    kw = {"tight": True, "two_stage": True} if case.endswith("tight_two_stage") else {}
+    res = solve_placement(inst, pm, numa, pms, budget, 20.0, inst.mnl, workers=1, seed=3, **kw)
+    assert (res.frag, res.moved, res.status, res.bound_frag, res.moved_optimal, sizes) == PLACEMENT_CASES[case]
+    new_pm, new_numa = pm.copy(), numa.copy()
+    for v, p in res.pm.items():
+        new_pm[v], new_numa[v] = p, res.numa[v]
+    assert frag_cores_on(inst, new_pm, new_numa, pms) == res.frag
+
+
+def frag_cores_on(inst, pm, numa, pms):
+    """Fragment cores of the NUMA nodes of ``pms`` (ACTIVE ones) under a placement."""
+    used, _, _ = inst.usage(pm, numa)
+    pms = [int(p) for p in pms if inst.pm_active[int(p)]]
+    return int(((inst.pm_cpu - used)[pms] % inst.granularity).sum())
+
+
+def test_heuristics_on_a_cluster_without_vms():
+    """A snapshot with no VM (hypothesis found it): every heuristic returns the empty plan."""
+    inst = tiny_instance([[24, 24], [24, 24]], [], rack=[0, 0], mnl=1)
+    for pol in (VMGreedyPolicy(), VMJointGreedyPolicy(), VMBestFitPolicy(), VMRandomPolicy(seed=0)):
+        sol = run_rule(inst, pol.rule)
+        assert sol.n_moves == 0
+        validate(inst, sol)
