@@ -19,6 +19,8 @@ def best_move(state: VMState, improving_only: bool = True) -> Move | None:
     target, dfr, _ = state.best_moves()
     cand, evac = candidate_vms(state)
     dfr = np.where(cand, dfr, np.inf)
+    if len(dfr) == 0:  # a cluster without VMs
+        return None
     v = int(np.argmin(dfr))
     if not np.isfinite(dfr[v]) or (improving_only and not evac and dfr[v] >= -EPS):
         return None

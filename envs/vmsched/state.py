@@ -472,7 +472,7 @@ class VMState:
         """
         V = self.V
         dFs, dSs = self.source_delta()
-        dest = self.class_dest_delta().reshape(self.K, -1)
+        dest = self.class_dest_delta().reshape(self.K, 2 * self.P)  # (K, targets); K = 0 without VMs
         order = np.argsort(dest, axis=1, kind="stable")[:, :2]  # best two targets per class
         first = order[self.cls, 0]
         second = order[self.cls, 1] if dest.shape[1] > 1 else first
