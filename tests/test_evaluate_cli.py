@@ -80,17 +80,17 @@ def test_another_scheme_is_computed_not_reused(tmp_path):
     the same dir with another env keyword or policy parameter must compute it, not reuse 1074."""
     out = tmp_path / "run"
     first = ok(evaluate(out, "env=jobshop", "names=[ft10]", "policy=spt"))
-    assert "reused" not in first.stdout
+    assert "resuming" not in first.stdout
     assert [r["makespan"] for r in rows(out)] == ["1074.0"]
     for override in ("env.kwargs.scheme=active", "policy.scheme=active"):
         res = ok(evaluate(out, "env=jobshop", "names=[ft10]", "policy=spt", override))
-        assert "reused" not in res.stdout
+        assert "resuming" not in res.stdout
         assert summary(res.stdout)[0][:4] == ["custom", "spt", "1", "1399.00"]
     assert sorted(r["makespan"] for r in rows(out)) == ["1074.0", "1399.0", "1399.0"]
     assert len({r["config_hash"] for r in rows(out)}) == 3 and len({r["run_key"] for r in rows(out)}) == 3
     # the first command again: reused, and reported as such
     res = ok(evaluate(out, "env=jobshop", "names=[ft10]", "policy=spt"))
-    assert "reused 1 of 1 episodes" in res.stdout
+    assert "resuming: 1 of 1 episodes reused" in res.stdout
     assert summary(res.stdout)[0][:4] == ["custom", "spt", "1", "1074.00"]
     assert len(rows(out)) == 3
 
@@ -98,8 +98,8 @@ def test_another_scheme_is_computed_not_reused(tmp_path):
 def test_another_solver_time_limit_is_computed_not_reused(tmp_path):
     out = tmp_path / "run"
     ok(evaluate(out, "env=jobshop", "names=[ft06]", "policy=cpsat", "time_limit_s=5"))
-    assert "reused" not in ok(evaluate(out, "env=jobshop", "names=[ft06]", "policy=cpsat", "time_limit_s=7")).stdout
-    assert "reused 1 of 1" in ok(evaluate(out, "env=jobshop", "names=[ft06]", "policy=cpsat", "time_limit_s=5")).stdout
+    assert "resuming" not in ok(evaluate(out, "env=jobshop", "names=[ft06]", "policy=cpsat", "time_limit_s=7")).stdout
+    assert "resuming: 1 of 1 episodes reused" in ok(evaluate(out, "env=jobshop", "names=[ft06]", "policy=cpsat", "time_limit_s=5")).stdout
     assert len(rows(out)) == 2 and all(r["makespan"] == "55.0" for r in rows(out))
 
 
@@ -113,7 +113,7 @@ def test_files_with_one_stem_in_two_folders_are_two_instances(tmp_path):
     out = tmp_path / "run"
     ok(evaluate(out, "env=jobshop", f"names=[{a}]", "policy=spt"))
     res = ok(evaluate(out, "env=jobshop", f"names=[{b}]", "policy=spt"))
-    assert "reused" not in res.stdout
+    assert "resuming" not in res.stdout
     assert summary(res.stdout)[0][3] == "70.00"
     assert sorted(float(r["makespan"]) for r in rows(out)) == [7.0, 70.0]
     assert [r["instance"] for r in rows(out)] == ["x", "x"]
@@ -144,7 +144,7 @@ def test_failed_episode_exits_1_after_writing_the_others(tmp_path, pymod):
     # a rerun reuses ft06, runs ft10 again (failed episodes are not reused) and still exits 1
     res = evaluate(out, "env=jobshop", "names=[ft06,ft10]", "policy=spt", "policy._target_=evtest_policies.CrashOnFt10",
                    pymod=pymod)
-    assert res.returncode == 1 and "reused 1 of 2 episodes" in res.stdout
+    assert res.returncode == 1 and "resuming: 1 of 2 episodes reused" in res.stdout
     assert len(rows(out)) == 2
 
 

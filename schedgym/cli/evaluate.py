@@ -186,8 +186,8 @@ def _app(cfg: DictConfig) -> float:
     if cfg.resume:  # failed episodes run again
         this = {r["run_key"]: r for r in old_rows if r.get("run_key") in keys and r.get("status") != "failed"}
     if this:
-        print(f"reused {len(this)} of {len(cells)} episodes from {csv_path} (same instance, seed and config "
-              f"{chash}; resume=false recomputes them)")
+        print(f"resuming: {len(this)} of {len(cells)} episodes reused from {csv_path} (same instance, seed and "
+              f"config {chash}; resume=false recomputes them)")
     todo = [(n, s, k) for n, s, k in cells if k not in this]
     iterator = todo
     if cfg.progress and len(todo) > 1:
