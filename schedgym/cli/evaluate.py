@@ -152,6 +152,30 @@ def run_key(config_hash: str, instance: str, seed: int) -> str:
 OUTCOME = Outcome()
 
 
+def _prepare(cfg: DictConfig) -> tuple[Domain, str, list[str], dict[str, Any], Any]:
+    """(domain, suite name, instance names, resolved policy config, agent) of the command line;
+    :class:`ConfigError` / :class:`UnknownNameError` before anything runs when it cannot run."""
+    domain = get_domain(cfg.env.domain)
+    _check_lists(cfg)
+    suite, spec = instance_spec(cfg)
+    names = list(dict.fromkeys(domain.resolve(spec)))  # an instance named twice runs once
+    if not names:
+        raise ConfigError(f"the instance set {suite!r} ({spec}) has no instance; give names=[...] or another "
+                          "instances=/workload=")
+    policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    check_policy_domain(policy_label(cfg), policy_cfg, domain.name)
+    return domain, suite, names, policy_cfg, build_agent(cfg)
+
+
+def _split_rows(csv_path: Path, keys: set[str], resume: bool) -> tuple[list[dict], dict[str, dict]]:
+    """(rows of other runs, kept as they are; reusable rows of this run by ``run_key``): with
+    ``resume``, this run's rows already in ``csv_path`` except failed ones (which run again)."""
+    old_rows = read_csv_rows(csv_path)
+    others = [r for r in old_rows if r.get("run_key") not in keys]
+    reuse = {r["run_key"]: r for r in old_rows if r.get("run_key") in keys and r.get("status") != "failed"}
+    return others, (reuse if resume else {})
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def _app(cfg: DictConfig) -> float:
     OUTCOME.started = True
@@ -162,29 +186,16 @@ def _app(cfg: DictConfig) -> float:
         # one torch thread per process (DESIGN.md section 3); OMP_NUM_THREADS overrides
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with config_errors_exit():
-        domain = get_domain(cfg.env.domain)
-        _check_lists(cfg)
-        suite, spec = instance_spec(cfg)
-        names = domain.resolve(spec)
-        if not names:
-            raise ConfigError(f"the instance set {suite!r} ({spec}) has no instance; give names=[...] or another "
-                              "instances=/workload=")
-        policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
-        check_policy_domain(policy_label(cfg), policy_cfg, domain.name)
-        agent = build_agent(cfg)
+        domain, suite, names, policy_cfg, agent = _prepare(cfg)
     agent_name = getattr(agent, "name", type(agent).__name__)
     env_kwargs = env_kwargs_for(cfg, agent)
     time_limit_s = float(cfg.time_limit_s) if is_solver(agent) else None
     chash = run_config_hash(domain, env_kwargs, policy_cfg, time_limit_s)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     csv_path = out_dir / "results.csv"
-    cells = [(n, int(s), run_key(chash, n, int(s))) for n in names for s in cfg.seeds]
-    keys = {k for _, _, k in cells}
-    old_rows = read_csv_rows(csv_path)
-    others = [r for r in old_rows if r.get("run_key") not in keys]  # rows of other runs, kept as they are
-    this: dict[str, dict[str, Any]] = {}
-    if cfg.resume:  # failed episodes run again
-        this = {r["run_key"]: r for r in old_rows if r.get("run_key") in keys and r.get("status") != "failed"}
+    seeds = list(dict.fromkeys(int(s) for s in cfg.seeds))
+    cells = [(n, s, run_key(chash, n, s)) for n in names for s in seeds]
+    others, this = _split_rows(csv_path, {k for _, _, k in cells}, bool(cfg.resume))
     if this:
         print(f"resuming: {len(this)} of {len(cells)} episodes reused from {csv_path} (same instance, seed and "
               f"config {chash}; resume=false recomputes them)")
