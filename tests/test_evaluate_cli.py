@@ -125,6 +125,7 @@ def test_summary_covers_only_this_runs_episodes(tmp_path):
     res = ok(evaluate(out, "env=jobshop", "names=[ft10]", "policy=spt"))
     assert [row[:4] for row in summary(res.stdout)] == [["custom", "spt", "1", "1074.00"]]  # not ft06's 88 too
     assert sorted(r["instance"] for r in rows(out)) == ["ft06", "ft10"]  # the other run's row is kept
+    assert "(+1 rows of other runs, not summarised)" in res.stdout
 
 
 # --------------------------------------------------------------------------------------------------

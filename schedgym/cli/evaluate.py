@@ -220,7 +220,8 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(EXIT_INTERRUPTED)
     results = [_result_from_row(this[k]) for _, _, k in cells]  # this run's episodes only
     print_tables(domain, results, cfg.show_instances)
-    print(f"results: {csv_path}")
+    kept = f" (+{len(others)} rows of other runs, not summarised)" if others else ""
+    print(f"results: {csv_path}{kept}")
     bad = sum(1 for r in results if r.status in ("failed", "invalid"))
     if bad:
         OUTCOME.fail(f"{bad} of {len(results)} episodes of {agent_name} on {suite} failed or were invalid; "
