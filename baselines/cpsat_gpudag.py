@@ -122,6 +122,8 @@ class CPSATGPUDagSolver:
         name: display name.
     """
 
+    domains = ("gpudag",)
+
     def __init__(self, num_workers: int = 2, hint: bool = True, fallback: bool = True, name: str = "cpsat_gpudag"):
         self.num_workers = int(num_workers)
         self.hint = hint
