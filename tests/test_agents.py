@@ -164,3 +164,11 @@ def test_shipped_policy_meets_the_published_bars():
     gaps = {s: _mean_gap(agent, s) for s in L2D_GREEDY}
     assert all(gaps[s] < L2D_GREEDY[s] for s in L2D_GREEDY), gaps
     assert gaps["taillard_15x15"] < 19.1 and gaps["taillard_20x20"] < 21.8, gaps
+
+
+def test_checkpoint_records_its_domain(ckpt):
+    from schedgym.agents.checkpoint import checkpoint_domain, read_checkpoint
+
+    assert read_checkpoint(ckpt)["domain"] == "jobshop"
+    assert checkpoint_domain(ckpt) == "jobshop"
+    assert TrainedPolicy(ckpt).domains == ("jobshop",)
