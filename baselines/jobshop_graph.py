@@ -1,0 +1,280 @@
+"""Disjunctive-graph helpers for the classic job-shop (machine sequences -> schedule).
+
+A classic job-shop solution is fully described by one processing order per machine (a *machine
+sequence*). With the job arcs (operation ``o`` before ``o + 1`` of the same job) and the machine arcs
+(consecutive operations of each machine sequence) the disjunctive graph is a DAG exactly when the
+sequences are feasible, and then
+
+* the **head** ``r[o]`` of operation ``o`` is the length of the longest path from the source to ``o``
+  (its job's release included): the earliest start of ``o`` in the semi-active schedule;
+* the **tail** ``q[o]`` is the length of the longest path from the end of ``o`` to the sink
+  (``p[o]`` excluded), so ``r[o] + p[o] + q[o]`` is the longest path through ``o``;
+* the **makespan** is ``max_o r[o] + p[o] (+ q[o])``; operations with ``r + p + q == makespan`` are
+  critical, and a **critical path** is split into **blocks**: maximal runs of consecutive path
+  operations on the same machine (Nowicki & Smutnicki 1996, section 3).
+
+All times are in the instance's integer time units. Operations are the instance's global indices.
+The class keeps Python lists rather than numpy arrays: the local searches built on it (tabu search,
+INSA) touch a handful of entries per step, where list indexing is several times faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
+
+NONE = -1  # "no such operation" in the successor / predecessor arrays
+
+
+class CycleError(ValueError):
+    """The machine sequences and the job order together contain a cycle (infeasible sequences)."""
+
+
+def check_classic(instance: JobShopInstance, who: str) -> None:
+    """Raise ``ValueError`` unless ``instance`` is a classic job-shop (one machine per operation)."""
+    if instance.n_ops and (instance.eligible.sum(axis=1) != 1).any():
+        raise ValueError(f"{who}: {instance.name} is a flexible job-shop instance; this method needs a classic "
+                         "job-shop (exactly one eligible machine per operation)")
+
+
+def sequences_from_solution(instance: JobShopInstance, solution: JobShopSolution) -> list[list[int]]:
+    """The machine sequences of a complete schedule: each machine's operations by start time
+    (ties by end time, then operation index, so zero-length operations come first)."""
+    start = np.asarray(solution.start, dtype=np.int64)
+    end = np.asarray(solution.end(instance), dtype=np.int64)
+    machine = np.asarray(solution.machine, dtype=np.int64)
+    seqs: list[list[int]] = [[] for _ in range(instance.n_machines)]
+    for o in np.lexsort((np.arange(instance.n_ops), end, start)):
+        seqs[int(machine[o])].append(int(o))
+    return seqs
+
+
+class DisjunctiveGraph:
+    """The disjunctive graph of a classic job-shop instance with (complete or partial) machine
+    sequences; operations outside every sequence keep only their job arcs.
+
+    Attributes:
+        p: processing time of each operation (time units).
+        machine: machine of each operation.
+        release: release time of each operation's job if it is the job's first operation, else 0.
+        job_next / job_prev: the next / previous operation of the same job, or :data:`NONE`.
+        mach_next / mach_prev: the next / previous operation in its machine sequence, or :data:`NONE`.
+        seqs: the machine sequences (lists of operations, first to last).
+    """
+
+    def __init__(self, instance: JobShopInstance, seqs: Sequence[Sequence[int]] | None = None):
+        check_classic(instance, type(self).__name__)
+        self.instance = instance
+        n = instance.n_ops
+        self.n = n
+        self.machine: list[int] = instance.op_machine.tolist()
+        self.p: list[int] = instance.proc[np.arange(n), instance.op_machine].tolist() if n else []
+        self.release: list[int] = [0] * n
+        self.job_next: list[int] = [NONE] * n
+        self.job_prev: list[int] = [NONE] * n
+        for j in range(instance.n_jobs):
+            a, b = int(instance.job_ptr[j]), int(instance.job_ptr[j + 1])
+            if b > a:
+                self.release[a] = int(instance.release[j])
+            for o in range(a, b - 1):
+                self.job_next[o] = o + 1
+                self.job_prev[o + 1] = o
+        self.mach_next: list[int] = [NONE] * n
+        self.mach_prev: list[int] = [NONE] * n
+        self.seqs: list[list[int]] = [[] for _ in range(instance.n_machines)]
+        if seqs is not None:
+            self.set_sequences(seqs)
+
+    # ---- machine sequences -----------------------------------------------------------------
+    def set_sequences(self, seqs: Sequence[Sequence[int]]) -> None:
+        """Replace the machine sequences (each operation at most once, on its own machine)."""
+        if len(seqs) != len(self.seqs):
+            raise ValueError(f"{len(seqs)} machine sequences given, the instance has {len(self.seqs)} machines")
+        seen = [False] * self.n
+        self.mach_next = [NONE] * self.n
+        self.mach_prev = [NONE] * self.n
+        self.seqs = []
+        for m, seq in enumerate(seqs):
+            seq = [int(o) for o in seq]
+            for o in seq:
+                if not 0 <= o < self.n or self.machine[o] != m or seen[o]:
+                    raise ValueError(f"machine sequence {m}: operation {o} is out of range, of another machine "
+                                     "or listed twice")
+                seen[o] = True
+            for a, b in zip(seq, seq[1:], strict=False):
+                self.mach_next[a] = b
+                self.mach_prev[b] = a
+            self.seqs.append(seq)
+
+    def sequences(self) -> list[list[int]]:
+        """A copy of the machine sequences."""
+        return [list(s) for s in self.seqs]
+
+    def insert(self, o: int, pos: int) -> None:
+        """Insert the unsequenced operation ``o`` at index ``pos`` of its machine's sequence."""
+        seq = self.seqs[self.machine[o]]
+        before = seq[pos - 1] if pos > 0 else NONE
+        after = seq[pos] if pos < len(seq) else NONE
+        seq.insert(pos, o)
+        self.mach_prev[o], self.mach_next[o] = before, after
+        if before != NONE:
+            self.mach_next[before] = o
+        if after != NONE:
+            self.mach_prev[after] = o
+
+    def swap(self, u: int, v: int) -> None:
+        """Swap the adjacent operations ``u`` (immediately before ``v``) of one machine sequence."""
+        if self.mach_next[u] != v:
+            raise ValueError(f"operations {u} and {v} are not adjacent (u before v) on one machine")
+        a, b = self.mach_prev[u], self.mach_next[v]
+        if a != NONE:
+            self.mach_next[a] = v
+        if b != NONE:
+            self.mach_prev[b] = u
+        self.mach_prev[v], self.mach_next[v] = a, u
+        self.mach_prev[u], self.mach_next[u] = v, b
+        seq = self.seqs[self.machine[u]]
+        i = seq.index(u)
+        seq[i], seq[i + 1] = v, u
+
+    # ---- longest paths ---------------------------------------------------------------------
+    def topological_order(self) -> list[int]:
+        """All operations in a topological order of the job and machine arcs (Kahn's algorithm).
+
+        Raises:
+            CycleError: the arcs contain a cycle.
+        """
+        jp, mp, jn, mn = self.job_prev, self.mach_prev, self.job_next, self.mach_next
+        indeg = [(jp[o] != NONE) + (mp[o] != NONE) for o in range(self.n)]
+        order = [o for o in range(self.n) if indeg[o] == 0]
+        i = 0
+        while i < len(order):
+            o = order[i]
+            i += 1
+            s = jn[o]
+            if s != NONE:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    order.append(s)
+            s = mn[o]
+            if s != NONE:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    order.append(s)
+        if len(order) != self.n:
+            raise CycleError(f"{self.instance.name}: the machine sequences and the job order form a cycle")
+        return order
+
+    def heads(self, order: list[int] | None = None) -> list[int]:
+        """Head (earliest start, time units) of every operation; ``order`` a topological order."""
+        order = self.topological_order() if order is None else order
+        p, jp, mp = self.p, self.job_prev, self.mach_prev
+        r = list(self.release)
+        for o in order:
+            a = jp[o]
+            best = r[o]
+            if a != NONE and r[a] + p[a] > best:
+                best = r[a] + p[a]
+            a = mp[o]
+            if a != NONE and r[a] + p[a] > best:
+                best = r[a] + p[a]
+            r[o] = best
+        return r
+
+    def tails(self, order: list[int] | None = None) -> list[int]:
+        """Tail of every operation (longest path from its end to the sink, time units)."""
+        order = self.topological_order() if order is None else order
+        p, jn, mn = self.p, self.job_next, self.mach_next
+        q = [0] * self.n
+        for o in reversed(order):
+            best = 0
+            s = jn[o]
+            if s != NONE and q[s] + p[s] > best:
+                best = q[s] + p[s]
+            s = mn[o]
+            if s != NONE and q[s] + p[s] > best:
+                best = q[s] + p[s]
+            q[o] = best
+        return q
+
+    def heads_tails(self) -> tuple[list[int], list[int], int]:
+        """Heads, tails and the makespan (time units); raises :class:`CycleError` on a cycle."""
+        order = self.topological_order()
+        r = self.heads(order)
+        q = self.tails(order)
+        p = self.p
+        return r, q, max((r[o] + p[o] for o in range(self.n)), default=0)
+
+    def makespan(self) -> int:
+        """Length of the longest path (the semi-active schedule's makespan, time units)."""
+        r = self.heads()
+        p = self.p
+        return max((r[o] + p[o] for o in range(self.n)), default=0)
+
+    # ---- critical path ---------------------------------------------------------------------
+    def critical_path(self, r: list[int], q: list[int], cmax: int) -> list[int]:
+        """One critical path (operations source to sink) given heads ``r``, tails ``q`` and the
+        makespan ``cmax``. Traced back from the critical operation that ends last; at each step the
+        machine predecessor is preferred over the job predecessor when both are critical (longer
+        blocks), which makes the path a deterministic function of the sequences."""
+        p, jp, mp = self.p, self.job_prev, self.mach_prev
+        end = [o for o in range(self.n) if r[o] + p[o] == cmax and q[o] == 0]
+        if not end:
+            return []
+        path = [end[0]]
+        o = end[0]
+        while True:
+            a = mp[o]
+            if a != NONE and r[a] + p[a] == r[o]:
+                o = a
+            else:
+                a = jp[o]
+                if a != NONE and r[a] + p[a] == r[o]:
+                    o = a
+                else:
+                    break
+            path.append(o)
+        path.reverse()
+        return path
+
+    def blocks(self, path: list[int]) -> list[list[int]]:
+        """The blocks of a critical path: maximal runs of consecutive path operations that are
+        machine-adjacent (same machine, each the next one in the machine sequence)."""
+        out: list[list[int]] = []
+        for o in path:
+            if out and self.mach_next[out[-1][-1]] == o:
+                out[-1].append(o)
+            else:
+                out.append([o])
+        return out
+
+    # ---- schedule ---------------------------------------------------------------------------
+    def solution(self, status: str = "feasible", bound: float | None = None) -> JobShopSolution:
+        """The semi-active schedule of the (complete) sequences: every operation starts at its head."""
+        r = self.heads()
+        return JobShopSolution(start=np.asarray(r, dtype=np.int64),
+                               machine=np.asarray(self.machine, dtype=np.int64), status=status, bound=bound)
+
+
+def schedule_from_sequences(instance: JobShopInstance, seqs: Sequence[Sequence[int]]) -> JobShopSolution:
+    """The semi-active schedule (every operation as early as its job and machine predecessors allow)
+    of complete machine sequences; raises :class:`CycleError` when they are infeasible."""
+    graph = DisjunctiveGraph(instance, seqs)
+    if sum(len(s) for s in graph.seqs) != instance.n_ops:
+        raise ValueError(f"{instance.name}: the machine sequences hold {sum(len(s) for s in graph.seqs)} of "
+                         f"{instance.n_ops} operations")
+    return graph.solution()
+
+
+def trivial_lower_bound(instance: JobShopInstance) -> int:
+    """max(longest job incl. release, largest machine load) (time units): a makespan lower bound."""
+    if instance.n_ops == 0:
+        return 0
+    p = instance.proc[np.arange(instance.n_ops), instance.op_machine]
+    job = [int(instance.release[j]) + int(p[instance.job_ptr[j]:instance.job_ptr[j + 1]].sum())
+           for j in range(instance.n_jobs)]
+    load = np.bincount(instance.op_machine, weights=p, minlength=instance.n_machines)
+    return int(max(max(job), int(load.max())))
