@@ -61,21 +61,24 @@ def window_ranks(prio: np.ndarray, active: np.ndarray, window: int, rng: np.rand
     Rows are independent decisions. Active jobs are sorted by priority (highest first, ties to the
     lower job index); position i of the new order is drawn uniformly among the jobs not placed yet
     among the first ``min(i + window, n_active)`` of the sorted order. Inactive jobs get position J.
+    The window is kept as ``window`` slots of sorted positions, so one step costs O(R * window).
     """
     n_rows, n_jobs = prio.shape
     order = np.argsort(np.where(active, -prio, np.inf), axis=1, kind="stable")
     n_active = active.sum(axis=1)
-    taken = np.zeros((n_rows, n_jobs), dtype=bool)
-    ranks = np.full((n_rows, n_jobs), n_jobs, dtype=np.int64)
-    pos = np.arange(n_jobs)
     rows = np.arange(n_rows)
+    slots = np.broadcast_to(np.arange(window), (n_rows, window)).copy()  # sorted positions in the window
+    slots[slots >= n_active[:, None]] = n_jobs  # n_jobs marks an empty slot
+    pos_rank = np.full((n_rows, n_jobs + 1), n_jobs, dtype=np.int64)  # by sorted position (+ a sink)
     for i in range(int(n_active.max(initial=0))):
-        open_ = ~taken & (pos[None, :] < np.minimum(i + window, n_active)[:, None])
-        live = open_.any(axis=1)
-        keys = np.where(open_, rng.random((n_rows, n_jobs)), -1.0)
-        p = keys.argmax(axis=1)
-        taken[rows[live], p[live]] = True
-        ranks[rows[live], order[rows[live], p[live]]] = i
+        keys = np.where(slots < n_jobs, rng.random((n_rows, window)), -1.0)
+        s = keys.argmax(axis=1)
+        picked = slots[rows, s]
+        pos_rank[rows, picked] = np.where(picked < n_jobs, i, n_jobs)
+        refill = i + window
+        slots[rows, s] = np.where(refill < n_active, refill, n_jobs)
+    ranks = np.empty((n_rows, n_jobs), dtype=np.int64)
+    np.put_along_axis(ranks, order, pos_rank[:, :n_jobs], axis=1)
     return ranks
 
 
