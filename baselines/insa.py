@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 
 from schedgym.baselines.base import check_time_limit
-from schedgym.baselines.jobshop_graph import NONE, DisjunctiveGraph, check_classic, trivial_lower_bound
+from schedgym.baselines.jobshop_graph import NONE, DisjunctiveGraph, check_classic, makespan_lower_bound
 from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
 
 FIRST_JOB = ("longest", "none")
@@ -66,8 +66,7 @@ def _reachable(start: int, nxt_a: list[int], nxt_b: list[int]) -> set[int]:
 def best_insertion(graph: DisjunctiveGraph, v: int) -> tuple[int, int]:
     """(position, longest path through ``v`` in time units) of the best acyclic insertion of the
     unsequenced operation ``v`` into its machine's sequence (earliest position on ties)."""
-    order = graph.topological_order()
-    r = graph.heads(order)
+    order, r = graph.order_and_heads()
     q = graph.tails(order)
     p = graph.p
     desc = _reachable(v, graph.job_next, graph.mach_next)
@@ -84,7 +83,9 @@ def best_insertion(graph: DisjunctiveGraph, v: int) -> tuple[int, int]:
         length = head + p[v] + tail
         if best_len is None or length < best_len:
             best_pos, best_len = i, length
-    assert best_len is not None, "appending at the end is always acyclic when the graph is"
+    # the ancestors of v on its machine form a prefix of the sequence and its descendants a suffix
+    # (they cannot overlap in a DAG), so the position between them is always acyclic
+    assert best_len is not None, "no acyclic insertion position: the partial graph has a cycle"
     return best_pos, best_len
 
 
@@ -118,8 +119,8 @@ class INSASolver:
         name: the name results are reported under.
 
     The construction is deterministic and runs to completion (O(operations^2)); ``time_limit_s`` is
-    validated and recorded but not needed. The solution's ``bound`` is the trivial lower bound (largest
-    job length or machine load); ``status`` is ``"optimal"`` when the makespan meets it, else
+    validated and recorded but not needed. The solution's ``bound`` is the larger of the trivial bound
+    (longest job, largest machine load) and the instance's published lower bound; ``status`` is ``"optimal"`` when the makespan meets it, else
     ``"feasible"``.
     """
 
@@ -138,7 +139,7 @@ class INSASolver:
         check_classic(instance, type(self).__name__)
         t0 = time.perf_counter()
         graph = insa_graph(instance, self.first_job)
-        lb = trivial_lower_bound(instance)
+        lb = makespan_lower_bound(instance)
         sol = graph.solution()
         mk = sol.makespan(instance)
         sol.status = "optimal" if mk <= lb else "feasible"

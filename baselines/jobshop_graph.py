@@ -20,6 +20,7 @@ INSA) touch a handful of entries per step, where list indexing is several times 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,6 +73,7 @@ class DisjunctiveGraph:
         self.n = n
         self.machine: list[int] = instance.op_machine.tolist()
         self.p: list[int] = instance.proc[np.arange(n), instance.op_machine].tolist() if n else []
+        self._p_ext = [*self.p, 0]  # with the sentinel (see order_and_heads)
         self.release: list[int] = [0] * n
         self.job_next: list[int] = [NONE] * n
         self.job_prev: list[int] = [NONE] * n
@@ -141,78 +143,74 @@ class DisjunctiveGraph:
         seq[i], seq[i + 1] = v, u
 
     # ---- longest paths ---------------------------------------------------------------------
+    # The passes below index their lists with NONE (-1) for a missing neighbour: every list has one
+    # extra trailing entry (a sentinel with processing time 0 and an in-degree that never reaches 0)
+    # that absorbs those reads and writes, which saves a branch per arc; it is dropped before returning.
+    def order_and_heads(self) -> tuple[list[int], list[int]]:
+        """(a topological order of the operations, their heads): Kahn's algorithm with the heads
+        relaxed along the way. Raises :class:`CycleError` on a cycle."""
+        n, jp, mp, jn, mn = self.n, self.job_prev, self.mach_prev, self.job_next, self.mach_next
+        p = self._p_ext
+        indeg = [(a != NONE) + (b != NONE) for a, b in zip(jp, mp, strict=True)]
+        order = [o for o in range(n) if indeg[o] == 0]
+        indeg.append(4 * n + 4)  # the sentinel: decremented at most twice per operation
+        r = list(self.release)
+        r.append(0)
+        for o in order:  # the loop also visits the operations appended to ``order`` on the way
+            e = r[o] + p[o]
+            s = jn[o]
+            if e > r[s]:
+                r[s] = e
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                order.append(s)
+            s = mn[o]
+            if e > r[s]:
+                r[s] = e
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                order.append(s)
+        if len(order) != n:
+            raise CycleError(f"{self.instance.name}: the machine sequences and the job order form a cycle")
+        r.pop()
+        return order, r
+
     def topological_order(self) -> list[int]:
         """All operations in a topological order of the job and machine arcs (Kahn's algorithm).
 
         Raises:
             CycleError: the arcs contain a cycle.
         """
-        jp, mp, jn, mn = self.job_prev, self.mach_prev, self.job_next, self.mach_next
-        indeg = [(jp[o] != NONE) + (mp[o] != NONE) for o in range(self.n)]
-        order = [o for o in range(self.n) if indeg[o] == 0]
-        i = 0
-        while i < len(order):
-            o = order[i]
-            i += 1
-            s = jn[o]
-            if s != NONE:
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    order.append(s)
-            s = mn[o]
-            if s != NONE:
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    order.append(s)
-        if len(order) != self.n:
-            raise CycleError(f"{self.instance.name}: the machine sequences and the job order form a cycle")
-        return order
+        return self.order_and_heads()[0]
 
-    def heads(self, order: list[int] | None = None) -> list[int]:
-        """Head (earliest start, time units) of every operation; ``order`` a topological order."""
-        order = self.topological_order() if order is None else order
-        p, jp, mp = self.p, self.job_prev, self.mach_prev
-        r = list(self.release)
-        for o in order:
-            a = jp[o]
-            best = r[o]
-            if a != NONE and r[a] + p[a] > best:
-                best = r[a] + p[a]
-            a = mp[o]
-            if a != NONE and r[a] + p[a] > best:
-                best = r[a] + p[a]
-            r[o] = best
-        return r
+    def heads(self) -> list[int]:
+        """Head (earliest start, time units) of every operation; raises :class:`CycleError`."""
+        return self.order_and_heads()[1]
 
     def tails(self, order: list[int] | None = None) -> list[int]:
-        """Tail of every operation (longest path from its end to the sink, time units)."""
+        """Tail of every operation (longest path from its end to the sink, time units); ``order`` a
+        topological order (computed when not given)."""
         order = self.topological_order() if order is None else order
-        p, jn, mn = self.p, self.job_next, self.mach_next
-        q = [0] * self.n
+        p, jn, mn = self._p_ext, self.job_next, self.mach_next
+        q = [0] * (self.n + 1)
         for o in reversed(order):
-            best = 0
             s = jn[o]
-            if s != NONE and q[s] + p[s] > best:
-                best = q[s] + p[s]
+            a = q[s] + p[s]
             s = mn[o]
-            if s != NONE and q[s] + p[s] > best:
-                best = q[s] + p[s]
-            q[o] = best
+            b = q[s] + p[s]
+            q[o] = a if a > b else b
+        q.pop()
         return q
 
     def heads_tails(self) -> tuple[list[int], list[int], int]:
         """Heads, tails and the makespan (time units); raises :class:`CycleError` on a cycle."""
-        order = self.topological_order()
-        r = self.heads(order)
+        order, r = self.order_and_heads()
         q = self.tails(order)
-        p = self.p
-        return r, q, max((r[o] + p[o] for o in range(self.n)), default=0)
+        return r, q, max(map(operator.add, r, self.p), default=0)
 
     def makespan(self) -> int:
         """Length of the longest path (the semi-active schedule's makespan, time units)."""
-        r = self.heads()
-        p = self.p
-        return max((r[o] + p[o] for o in range(self.n)), default=0)
+        return max(map(operator.add, self.order_and_heads()[1], self.p), default=0)
 
     # ---- critical path ---------------------------------------------------------------------
     def critical_path(self, r: list[int], q: list[int], cmax: int) -> list[int]:
@@ -221,11 +219,10 @@ class DisjunctiveGraph:
         machine predecessor is preferred over the job predecessor when both are critical (longer
         blocks), which makes the path a deterministic function of the sequences."""
         p, jp, mp = self.p, self.job_prev, self.mach_prev
-        end = [o for o in range(self.n) if r[o] + p[o] == cmax and q[o] == 0]
-        if not end:
+        if not self.n:
             return []
-        path = [end[0]]
-        o = end[0]
+        o = list(map(operator.add, r, p)).index(cmax)  # ends at cmax, so its tail is 0
+        path = [o]
         while True:
             a = mp[o]
             if a != NONE and r[a] + p[a] == r[o]:
@@ -278,3 +275,10 @@ def trivial_lower_bound(instance: JobShopInstance) -> int:
            for j in range(instance.n_jobs)]
     load = np.bincount(instance.op_machine, weights=p, minlength=instance.n_machines)
     return int(max(max(job), int(load.max())))
+
+
+def makespan_lower_bound(instance: JobShopInstance) -> int:
+    """The larger of :func:`trivial_lower_bound` and the instance's published lower bound (the
+    ``lower_bound`` of the bundled bounds file, proved in the literature), time units."""
+    lb = trivial_lower_bound(instance)
+    return max(lb, int(instance.lower_bound)) if instance.lower_bound is not None else lb
