@@ -368,6 +368,32 @@ def test_published_rows_sit_beside_but_never_inside_the_aggregates(lbconf, table
                      if r["instance_set"] == "ft" and r["metric"] == "gap_to_bks_pct"}
 
 
+def test_published_jobshop_rows_cover_every_taillard_size_with_citation_and_budget():
+    rows = [r for r in published_rows() if r["domain"] == "jobshop"]
+    sizes = ["15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20"]
+    by_policy: dict = {}
+    for r in rows:
+        by_policy.setdefault(r["policy"], {})[r["instance_set"]] = r
+        assert r["metric"] == "gap_to_bks_pct" and r["citation"]
+        # every note says how the figure was obtained
+        assert any(w in r["note"] for w in ("greedy", "best of", "improvement steps", "time limit", "rule")), r
+    assert len(rows) == sum(len(v) for v in by_policy.values())  # one row per (policy, set)
+    for cells in by_policy.values():
+        assert sorted(cells) == sorted(f"taillard_{s}" for s in sizes)
+    value = {(p, s): by_policy[p][f"taillard_{s}"]["value"] for p in by_policy for s in sizes}
+    # spot checks against the self-labeling results sheet and TBGAT's results (DESIGN.md section 11)
+    assert value["randomised MOR x128 (published)", "15x15"] == 12.6
+    assert value["randomised MOR x128 (published)", "20x20"] == 14.7
+    assert value["Shifting Bottleneck (published)", "30x20"] == 17.7
+    assert value["INSA (published)", "100x20"] == 13.5
+    assert value["SPN (self-labeling) x128", "15x15"] == 7.3
+    assert value["SPN (self-labeling) x1024", "100x20"] == 1.6
+    assert value["TBGAT 5000 steps (published)", "50x15"] == 2.6
+    assert value["CP-SAT 3600 s (published)", "100x20"] == 3.95
+    assert "3600 s" in by_policy["CP-SAT 3600 s (published)"]["taillard_15x15"]["note"]
+    assert "5000" in by_policy["TBGAT 5000 steps (published)"]["taillard_15x15"]["note"]
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. bad input
 # --------------------------------------------------------------------------------------------------
