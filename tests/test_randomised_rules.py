@@ -150,12 +150,17 @@ def test_flexible_instances(noise):
         _solve(small, rule="spt", samples=5, noise=noise)
 
 
-@pytest.mark.parametrize("noise", NOISES)
-def test_valid_on_taillard(noise):
+@pytest.mark.parametrize("noise, tie_break", [(n, "index") for n in NOISES] + [("window", "recent")])
+def test_valid_on_taillard(noise, tie_break):
     for name in ("ta01", "ta21", "ta41"):
         inst = load_instance(name)
-        sol = _solve(inst, rule="mopnr", samples=16, noise=noise)
+        sol = _solve(inst, rule="mopnr", samples=16, noise=noise, tie_break=tie_break)
         assert sol.makespan(inst) <= sol.meta["deterministic_makespan"]
+
+
+def test_recent_tie_break_on_flexible_instances():
+    inst = load_instance("mk01")
+    _solve(inst, rule="mopnr", samples=4, noise="window", tie_break="recent")
 
 
 # -- determinism and time limit ---------------------------------------------------------------------
@@ -197,6 +202,7 @@ def test_time_limit_stops_sampling_after_the_current_batch():
     ({"batch_size": 0}, "batch_size"),
     ({"temperature": 0.0}, "temperature"),
     ({"temperature": math.inf}, "temperature"),
+    ({"tie_break": "oldest"}, "tie_break"),
 ])
 def test_bad_parameters_are_rejected(kwargs, match):
     with pytest.raises((ValueError, KeyError), match=match):
@@ -220,6 +226,10 @@ def test_window_ranks_are_a_bounded_perturbation_of_the_priority_order():
             assert (ranks[r][~active[r]] == 9).all()
             # a job moves up at most w - 1 places; window 1 is the priority order itself
             assert (ranks[r][active[r]] >= sorted_pos[active[r]] - (w - 1)).all()
+    # ties: lower index first, or the larger recency first
+    tied, everyone = np.array([[2.0, 5.0, 5.0, 5.0]]), np.ones((1, 4), bool)
+    assert window_ranks(tied, everyone, 1, rng).tolist() == [[3, 0, 1, 2]]
+    assert window_ranks(tied, everyone, 1, rng, recency=np.array([[9, 4, 7, 5]])).tolist() == [[3, 2, 0, 1]]
     # with window 3 the top job is first with probability 1/3
     ranks = window_ranks(np.tile(np.arange(6.0)[::-1], (3000, 1)), np.ones((3000, 6), bool), 3, rng)
     assert abs((ranks[:, 0] == 0).mean() - 1 / 3) < 0.04
@@ -233,6 +243,8 @@ def test_configs_build_the_solver_for_the_jobshop_only(name, rule):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     solver = instantiate(cfg, _convert_="all")
     assert isinstance(solver, RandomisedRuleSolver) and solver.rule == rule and solver.samples == 128
+    if name == "random_mor":  # Corsini et al.'s protocol
+        assert (solver.noise, solver.window, solver.tie_break) == ("window", 3, "recent")
     check_policy_domain(name, cfg, "jobshop")
     with pytest.raises(PolicyDomainError):
         check_policy_domain(name, cfg, "llmserve")
