@@ -7,7 +7,7 @@ the deterministic rule itself (bit-identical to :func:`~schedgym.baselines.dispa
 the others choose among the candidates with noise:
 
 ``window`` (Corsini et al.'s randomisation; the published "randomised MOR x128")
-    At each decision time t* the active jobs are ordered by priority (ties: lower job index first)
+    At each decision time t* the active jobs are ordered by priority (ties: see ``tie_break``)
     and the order is perturbed: the next job of the new order is drawn uniformly from the first
     ``window`` jobs of the priority order not drawn yet (a sliding window). Each machine gets the
     first of its candidates in that order. This is ``PDR(..., randomized=True)`` with ``top=3`` in
@@ -183,7 +183,7 @@ class RandomisedRuleSolver:
 
     ``solve`` returns the best schedule with ``status="feasible"``, ``bound=None`` and ``meta`` holding
     ``samples`` (schedules built), ``wall_time_s``, ``makespan``, ``deterministic_makespan``, ``rule``,
-    ``noise`` and ``scheme``.
+    ``noise``, ``tie_break`` and ``scheme``.
     """
 
     domains = ("jobshop",)
@@ -217,7 +217,8 @@ class RandomisedRuleSolver:
 
     def solve(self, instance: JobShopInstance, time_limit_s: float | None = None) -> JobShopSolution:
         """Best of ``samples`` schedules; ``time_limit_s`` (seconds, > 0) stops sampling after the
-        batch during which it ran out (the first batch always completes)."""
+        batch during which it ran out (the deterministic schedule is always built, and a batch that
+        has started completes), as the learned ``SampledPolicySolver`` does."""
         limit = check_time_limit(time_limit_s, type(self).__name__)
         t0 = time.perf_counter()
         det = solve_with_rule(instance, self.rule)
@@ -237,8 +238,8 @@ class RandomisedRuleSolver:
             done += k
         sol = JobShopSolution(start=np.asarray(best_start, dtype=np.int64).copy(),
                               machine=np.asarray(best_machine, dtype=np.int64).copy(), status="feasible")
-        sol.meta.update(scheme=self.scheme, policy=self.name, rule=self.rule, noise=self.noise, samples=done,
-                        makespan=int(best_mk), deterministic_makespan=int(det_mk),
+        sol.meta.update(scheme=self.scheme, policy=self.name, rule=self.rule, noise=self.noise,
+                        tie_break=self.tie_break, samples=done, makespan=int(best_mk), deterministic_makespan=int(det_mk),
                         wall_time_s=time.perf_counter() - t0)
         return sol
 
