@@ -276,8 +276,11 @@ class _Run:
             _, order, _ = schrage(r, p, q, rank)
             value = evaluate_sequence(r, p, q, order)
             return OneMachineResult(value, [ops[k] for k in order], 0, False, 0)
-        reach = self.graph.reach(paths)
-        preds = [[i for i, oi in enumerate(ops) if i != j and (reach[oi] >> oj) & 1] for j, oj in enumerate(ops)]
+
+        def preds() -> list[list[int]]:  # the graph's paths between the machine's operations
+            reach = self.graph.reach(paths)
+            return [[i for i, oi in enumerate(ops) if i != j and (reach[oi] >> oj) & 1] for j, oj in enumerate(ops)]
+
         res = carlier(r, p, q, preds=preds, rank=rank, max_nodes=self.max_nodes, deadline=self.deadline)
         self.stats.subproblems += 1
         self.stats.nodes += res.nodes
