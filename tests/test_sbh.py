@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from schedgym.baselines.base import Solver, check_policy_domain
+from schedgym.baselines.cpsat_jobshop import solve_cpsat
 from schedgym.baselines.sbh import ShiftingBottleneckSolver, _Graph, solve_sbh
 from schedgym.baselines.single_machine import (
     carlier,
@@ -213,3 +214,20 @@ def test_bad_parameters_rejected() -> None:
         ShiftingBottleneckSolver(max_nodes=0)
     with pytest.raises(ValueError, match="flexible"):
         ShiftingBottleneckSolver().solve(load_instance("mk01"))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_instances_with_zero_durations_and_recirculation(seed: int) -> None:
+    """Jobs that visit a machine twice and zero processing times: paths between operations of the same
+    machine become precedences of its subproblem; the schedule must stay acyclic and valid."""
+    rng = np.random.default_rng(seed)
+    n_jobs, n_per, n_mach = 6, 5, 3
+    machines = rng.integers(0, n_mach, (n_jobs, n_per))
+    durations = rng.integers(0, 6, (n_jobs, n_per))
+    inst = JobShopInstance.from_matrices(f"rand{seed}", machines, durations, n_machines=n_mach)
+    opt = solve_cpsat(inst, time_limit_s=20.0, num_workers=1)
+    assert opt.status == "optimal"
+    for rounds in (0, 3):
+        sol = ShiftingBottleneckSolver(reopt_rounds=rounds).solve(inst)
+        validate(inst, sol)
+        assert sol.bound <= opt.makespan(inst) <= sol.makespan(inst)
