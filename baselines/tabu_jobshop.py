@@ -150,7 +150,7 @@ class TabuSearchSolver:
     def __init__(self, time_limit_s: float | None = None, max_iters: int | None = None, tenure: int = 8,
                  max_no_improve: int = 2500, elite_size: int = 5, cycle_period: int = 100,
                  cycle_repeats: int = 2, evaluation: str = "estimate", first_job: str = "longest",
-                 restarts: bool = True, perturbation: int = 10, seed: int = 0, name: str = "tabu"):
+                 restarts: bool = True, perturbation: int = 25, seed: int = 0, name: str = "tabu"):
         cls = type(self).__name__
         self.time_limit_s = check_time_limit(time_limit_s, cls)
         if evaluation not in EVALUATIONS:
