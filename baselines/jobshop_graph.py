@@ -11,7 +11,7 @@ sequences are feasible, and then
   (``p[o]`` excluded), so ``r[o] + p[o] + q[o]`` is the longest path through ``o``;
 * the **makespan** is ``max_o r[o] + p[o] (+ q[o])``; operations with ``r + p + q == makespan`` are
   critical, and a **critical path** is split into **blocks**: maximal runs of consecutive path
-  operations on the same machine (Nowicki & Smutnicki 1996, section 3).
+  operations on the same machine (Nowicki & Smutnicki 1996).
 
 All times are in the instance's integer time units. Operations are the instance's global indices.
 The class keeps Python lists rather than numpy arrays: the local searches built on it (tabu search,
