@@ -212,6 +212,65 @@ class DisjunctiveGraph:
         """Length of the longest path (the semi-active schedule's makespan, time units)."""
         return max(map(operator.add, self.order_and_heads()[1], self.p), default=0)
 
+    # ---- incremental update after a swap ------------------------------------------------------
+    def swap_update(self, u: int, v: int, order: list[int], pos: list[int], r: list[int],
+                    q: list[int]) -> int:
+        """Swap the machine-adjacent ``u`` (before) and ``v`` and update, in place, a topological
+        ``order`` (with ``pos[o]`` the index of ``o`` in it), the heads ``r`` and the tails ``q``;
+        return the new makespan (time units). The swap must keep the graph acyclic (true for two
+        adjacent operations of a critical path).
+
+        Only the segment of ``order`` between ``u`` and ``v`` is reordered (as in Pearce & Kelly's
+        dynamic topological sort: the operations there that reach ``v`` first, those reachable from
+        ``u`` last), only the heads from ``u``'s old position on and the tails up to ``v``'s are
+        recomputed: the arcs that change all end after the first and start before the second.
+        """
+        self.swap(u, v)
+        i, j = pos[u], pos[v]
+        if i > j:
+            raise ValueError(f"operation {u} is not before {v} in the given topological order")
+        jn, mn, jp, mp = self.job_next, self.mach_next, self.job_prev, self.mach_prev
+        fwd = {u}
+        stack = [u]
+        while stack:
+            o = stack.pop()
+            for s in (jn[o], mn[o]):
+                if s != NONE and s not in fwd and pos[s] <= j:
+                    fwd.add(s)
+                    stack.append(s)
+        back = {v}
+        stack = [v]
+        while stack:
+            o = stack.pop()
+            for a in (jp[o], mp[o]):
+                if a != NONE and a not in back and pos[a] >= i:
+                    back.add(a)
+                    stack.append(a)
+        seg = order[i:j + 1]
+        seg = ([o for o in seg if o in back] + [o for o in seg if o not in back and o not in fwd]
+               + [o for o in seg if o in fwd])
+        order[i:j + 1] = seg
+        for k, o in enumerate(seg, i):
+            pos[o] = k
+        p, rel = self._p_ext, self.release
+        r.append(0)  # the sentinel (see order_and_heads)
+        for k in range(i, self.n):
+            o = order[k]
+            a, b = jp[o], mp[o]
+            x, y = r[a] + p[a], r[b] + p[b]
+            if y > x:
+                x = y
+            r[o] = x if x > rel[o] else rel[o]
+        r.pop()
+        q.append(0)
+        for k in range(j, -1, -1):
+            o = order[k]
+            a, b = jn[o], mn[o]
+            x, y = q[a] + p[a], q[b] + p[b]
+            q[o] = x if x > y else y
+        q.pop()
+        return max(map(operator.add, r, self.p), default=0)
+
     # ---- critical path ---------------------------------------------------------------------
     def critical_path(self, r: list[int], q: list[int], cmax: int) -> list[int]:
         """One critical path (operations source to sink) given heads ``r``, tails ``q`` and the

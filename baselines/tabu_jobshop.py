@@ -38,6 +38,7 @@ in the instance's integer time units, limits and wall times in seconds.
 from __future__ import annotations
 
 import math
+import operator
 import random
 import time
 from collections import deque
@@ -223,7 +224,7 @@ class _Search:
         self.elite: list[_Elite] = []
         self.history: list[int] = []
         self.seen: dict[int, list[int]] = {}  # makespan -> its positions in history
-        self.r, self.q, self.cmax = graph.heads_tails()
+        self._recompute()
         self.best = self.start_makespan = self.cmax
         self.best_seqs = graph.sequences()
         self.time_to_best = time.perf_counter()
@@ -279,6 +280,15 @@ class _Search:
                     new_best = True
 
     # ---- pieces ---------------------------------------------------------------------------------
+    def _recompute(self) -> None:
+        """Topological order, positions, heads, tails and makespan from scratch."""
+        self.order, self.r = self.graph.order_and_heads()
+        self.pos = [0] * self.graph.n
+        for k, o in enumerate(self.order):
+            self.pos[o] = k
+        self.q = self.graph.tails(self.order)
+        self.cmax = max(map(operator.add, self.r, self.graph.p), default=0)
+
     def _value(self, move: Move) -> int:
         if self.cfg.evaluation == "exact":
             return swap_exact(self.graph, *move)
@@ -307,9 +317,8 @@ class _Search:
 
     def _apply(self, move: Move) -> None:
         u, v = move
-        self.graph.swap(u, v)
+        self.cmax = self.graph.swap_update(u, v, self.order, self.pos, self.r, self.q)
         self.tabu.append((u, v))
-        self.r, self.q, self.cmax = self.graph.heads_tails()
         self.iterations += 1
         self.history.append(self.cmax)
 
@@ -326,7 +335,7 @@ class _Search:
         entry = self.elite.pop()
         self.graph.set_sequences(entry.seqs)
         self.tabu = deque(entry.tabu, maxlen=self.cfg.tenure)
-        self.r, self.q, self.cmax = self.graph.heads_tails()
+        self._recompute()
         self._clear_history()
         self.back_jumps += 1
         return entry.moves
@@ -336,14 +345,14 @@ class _Search:
         block (N1 moves, always acyclic), then an empty tabu list and elite list."""
         g = self.graph
         g.set_sequences(self.best_seqs)
-        self.r, self.q, self.cmax = g.heads_tails()
+        self._recompute()
         for _ in range(self.cfg.perturbation):
             path = g.critical_path(self.r, self.q, self.cmax)
             pairs = [(blk[k], blk[k + 1]) for blk in g.blocks(path) for k in range(len(blk) - 1)]
             if not pairs:
                 break
-            g.swap(*pairs[self.rng.randrange(len(pairs))])
-            self.r, self.q, self.cmax = g.heads_tails()
+            u, v = pairs[self.rng.randrange(len(pairs))]
+            self.cmax = g.swap_update(u, v, self.order, self.pos, self.r, self.q)
         self.tabu.clear()
         self.elite.clear()
         self._clear_history()

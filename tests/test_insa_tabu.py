@@ -88,6 +88,31 @@ def test_critical_path_and_blocks():
         assert graph.mach_next[b1[-1]] != b2[0]
 
 
+@pytest.mark.parametrize("name", ["la03", "ta21"])
+def test_swap_update_matches_full_recomputation(name):
+    """The incremental order / heads / tails update after a critical swap equals recomputing them."""
+    inst = load_instance(name)
+    graph = insa_graph(inst)
+    order, r = graph.order_and_heads()
+    q = graph.tails(order)
+    pos = [0] * graph.n
+    for k, o in enumerate(order):
+        pos[o] = k
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        cmax = max(a + b for a, b in zip(r, graph.p, strict=True))
+        blocks = graph.blocks(graph.critical_path(r, q, cmax))
+        pairs = [(b[k], b[k + 1]) for b in blocks for k in range(len(b) - 1)]
+        u, v = pairs[int(rng.integers(len(pairs)))]
+        new_cmax = graph.swap_update(u, v, order, pos, r, q)
+        r2, q2, c2 = graph.heads_tails()
+        assert (r, q, new_cmax) == (r2, q2, c2)
+        assert sorted(order) == list(range(graph.n)) and all(order[pos[o]] == o for o in order)
+        for o in order:  # still a topological order
+            for s in (graph.job_next[o], graph.mach_next[o]):
+                assert s == -1 or pos[s] > pos[o]
+
+
 def test_cycle_detected():
     inst = JobShopInstance.from_matrices("x", np.array([[0, 1], [1, 0]]), np.array([[1, 1], [1, 1]]))
     # job 0: op0 on m0 then op1 on m1; job 1: op2 on m1 then op3 on m0. m0: op3 before op0 and
