@@ -24,11 +24,14 @@ iteration's subproblem optima are one-machine relaxations of the whole job-shop,
 the longest job) is the solver's proved lower bound (``bound``); the solution is ``"optimal"`` when the
 makespan reaches it.
 
-Time limit: when ``time_limit_s`` runs out, re-optimisation stops and the remaining machines are
+Time limit: re-optimisation after the k-th of m machines may use the time up to ``k / m`` of
+``time_limit_s`` (it stops early otherwise, ``meta["reopt_cut_by_time"]``), which keeps time for
+sequencing the remaining machines exactly; if the limit still runs out, the remaining machines are
 sequenced by Schrage's heuristic (bottleneck by Schrage value), so a complete schedule always comes back
-shortly after the limit; ``meta["time_limit_hit"]`` says so. Carlier's search is capped at ``max_nodes``
+shortly after the limit; ``meta["time_limit_hit"]`` says so. Runs whose limit binds depend on the
+machine's speed; with an ample limit the result is deterministic. Carlier's search is capped at ``max_nodes``
 per subproblem; ``meta["subproblems_unproved"]`` counts subproblems it did not prove optimal (0 on every
-Taillard instance measured). Deterministic: no randomness, fixed tie-breaking.
+Taillard instance measured). No randomness, fixed tie-breaking.
 """
 
 from __future__ import annotations
@@ -117,33 +120,42 @@ class _Graph:
         """Heads, tails and makespan by one topological pass; :class:`CycleError` on a cycle."""
         n, p = self.n, self.p
         js, ms, jp, mp = self.job_succ, self.mach_succ, self.job_pred, self.mach_pred
-        indeg = [(jp[o] >= 0) + (mp[o] >= 0) for o in range(n)]
-        stack = [o for o in range(n - 1, -1, -1) if indeg[o] == 0]
+        indeg = [(a >= 0) + (b >= 0) for a, b in zip(jp, mp, strict=True)]
+        stack = [o for o in range(n - 1, -1, -1) if not indeg[o]]
         order: list[int] = []
-        while stack:
-            o = stack.pop()
-            order.append(o)
-            for s in (js[o], ms[o]):
-                if s >= 0:
-                    indeg[s] -= 1
-                    if indeg[s] == 0:
-                        stack.append(s)
+        head = list(self.release)
+        push, pop, visit = stack.append, stack.pop, order.append
+        while stack:  # Kahn's algorithm, computing the heads on the way
+            o = pop()
+            visit(o)
+            end = head[o] + p[o]
+            s = js[o]
+            if s >= 0:
+                if end > head[s]:
+                    head[s] = end
+                indeg[s] -= 1
+                if not indeg[s]:
+                    push(s)
+            s = ms[o]
+            if s >= 0:
+                if end > head[s]:
+                    head[s] = end
+                indeg[s] -= 1
+                if not indeg[s]:
+                    push(s)
         if len(order) < n:
             raise CycleError(f"the selected machine sequences close a cycle through {n - len(order)} operations")
-        head = list(self.release)
-        for o in order:
-            end = head[o] + p[o]
-            for s in (js[o], ms[o]):
-                if s >= 0 and end > head[s]:
-                    head[s] = end
         tail = [0] * n
         for o in reversed(order):
             t = 0
-            for s in (js[o], ms[o]):
-                if s >= 0 and p[s] + tail[s] > t:
-                    t = p[s] + tail[s]
+            s = js[o]
+            if s >= 0:
+                t = p[s] + tail[s]
+            s = ms[o]
+            if s >= 0 and p[s] + tail[s] > t:
+                t = p[s] + tail[s]
             tail[o] = t
-        makespan = max((head[o] + p[o] for o in range(n)), default=0)
+        makespan = max([h + d for h, d in zip(head, p, strict=True)], default=0)
         return _Paths(head, tail, order, makespan)
 
     def reach(self, paths: _Paths) -> list[int]:
@@ -173,6 +185,7 @@ class _Stats:
     reopt_moves: int = 0
     reopt_rounds: int = 0
     time_limit_hit: bool = False
+    reopt_cut: int = 0
 
 
 class ShiftingBottleneckSolver:
@@ -210,7 +223,8 @@ class ShiftingBottleneckSolver:
         ``meta`` with ``wall_time_s``, ``time_limit_s``, ``time_limit_hit``, ``makespan``,
         ``machine_order`` (the order machines were sequenced), ``subproblems``, ``subproblems_unproved``,
         ``carlier_nodes``, ``schrage_only`` (subproblems left to Schrage after the time limit),
-        ``reopt_rounds`` and ``reopt_moves`` (re-optimisations that changed a sequence).
+        ``reopt_rounds``, ``reopt_moves`` (re-optimisations that changed a sequence) and
+        ``reopt_cut_by_time`` (re-optimisation passes stopped to keep time for the remaining machines).
 
         Raises:
             ValueError: a flexible instance (SBH here is for the classic job-shop), or a bad time limit.
@@ -220,8 +234,7 @@ class ShiftingBottleneckSolver:
         if instance.is_flexible:
             raise ValueError(f"{instance.name}: ShiftingBottleneckSolver handles the classic job-shop only "
                              "(one machine per operation); this instance is flexible")
-        deadline = t0 + limit if math.isfinite(limit) else None
-        run = _Run(instance, self.reopt_rounds, self.max_nodes, deadline)
+        run = _Run(instance, self.reopt_rounds, self.max_nodes, t0, limit)
         run.sequence_all_machines()
         paths = run.graph.paths()
         makespan = paths.makespan
@@ -235,7 +248,7 @@ class ShiftingBottleneckSolver:
             solver=self.name, makespan=makespan, time_limit_s=limit, time_limit_hit=st.time_limit_hit,
             machine_order=list(run.fixed), subproblems=st.subproblems, subproblems_unproved=st.unproved,
             carlier_nodes=st.nodes, schrage_only=st.schrage_only, reopt_rounds=st.reopt_rounds,
-            reopt_moves=st.reopt_moves, reopt_rounds_max=self.reopt_rounds, max_nodes=self.max_nodes,
+            reopt_moves=st.reopt_moves, reopt_cut_by_time=st.reopt_cut, reopt_rounds_max=self.reopt_rounds, max_nodes=self.max_nodes,
             wall_time_s=time.perf_counter() - t0,
         )
         return sol
@@ -244,17 +257,36 @@ class ShiftingBottleneckSolver:
 class _Run:
     """One SBH run on one instance: the graph, the sequenced machines and the counters."""
 
-    def __init__(self, instance: JobShopInstance, reopt_rounds: int, max_nodes: int, deadline: float | None):
+    def __init__(self, instance: JobShopInstance, reopt_rounds: int, max_nodes: int, t0: float, limit: float):
         self.instance = instance
         self.graph = _Graph(instance)
         self.reopt_rounds = reopt_rounds
         self.max_nodes = max_nodes
-        self.deadline = deadline
+        self.t0 = t0
+        self.limit = limit
+        self.deadline = t0 + limit if math.isfinite(limit) else None
+        self.n_machines = sum(1 for ops in self.graph.ops_of if ops)
         self.fixed: list[int] = []  # machines in the order they were sequenced
         self.value: dict[int, int] = {}  # last subproblem value of each sequenced machine (time units)
         self.seq: dict[int, list[int]] = {}
         self.stats = _Stats()
         self.bound: int | None = None
+
+    def reopt_time_left(self) -> bool:
+        """Re-optimisation may go on: under a finite limit it gets the share of the limit proportional to
+        the machines sequenced so far, so that sequencing the rest exactly keeps its time."""
+        if self.deadline is None:
+            return True
+        if time.perf_counter() > self.reopt_deadline():
+            self.stats.reopt_cut += 1
+            return False
+        return True
+
+    def reopt_deadline(self) -> float | None:
+        """The ``time.perf_counter()`` value re-optimisation must stop at (None: no limit)."""
+        if self.deadline is None:
+            return None
+        return self.t0 + self.limit * len(self.fixed) / max(1, self.n_machines)
 
     def out_of_time(self) -> bool:
         if self.deadline is not None and time.perf_counter() > self.deadline:
@@ -263,9 +295,10 @@ class _Run:
         return False
 
     # ---- one-machine subproblems ------------------------------------------------------------
-    def subproblem(self, machine: int, paths: _Paths, exact: bool) -> OneMachineResult:
+    def subproblem(self, machine: int, paths: _Paths, exact: bool, deadline: float | None = None) -> OneMachineResult:
         """Solve machine ``machine``'s 1|r_j, q_j|C_max problem from the graph's heads and tails: by
-        Carlier's branch and bound with the graph's paths as precedences (``exact``), else by Schrage."""
+        Carlier's branch and bound with the graph's paths as precedences (``exact``, stopped at
+        ``deadline``, default the run's), else by Schrage."""
         ops = self.graph.ops_of[machine]
         p = [self.graph.p[o] for o in ops]
         r = [paths.head[o] for o in ops]
@@ -281,7 +314,8 @@ class _Run:
             reach = self.graph.reach(paths)
             return [[i for i, oi in enumerate(ops) if i != j and (reach[oi] >> oj) & 1] for j, oj in enumerate(ops)]
 
-        res = carlier(r, p, q, preds=preds, rank=rank, max_nodes=self.max_nodes, deadline=self.deadline)
+        res = carlier(r, p, q, preds=preds, rank=rank, max_nodes=self.max_nodes,
+                      deadline=self.deadline if deadline is None else deadline)
         self.stats.subproblems += 1
         self.stats.nodes += res.nodes
         if not res.proved:
@@ -325,7 +359,7 @@ class _Run:
             for m in machines:
                 if rnd == 0 and m == just_fixed:
                     continue  # its subproblem was just solved with the same other sequences
-                if self.out_of_time():
+                if self.out_of_time() or not self.reopt_time_left():
                     return
                 makespan = self._reoptimise_machine(m, makespan)
             self.stats.reopt_rounds += 1
@@ -336,15 +370,17 @@ class _Run:
         """Re-sequence ``machine`` optimally for the others' sequences; keep it unless the makespan grows."""
         self.graph.clear_machine(machine)
         paths = self.graph.paths()
-        res = self.subproblem(machine, paths, exact=True)
+        res = self.subproblem(machine, paths, exact=True, deadline=self.reopt_deadline())
         old = self.seq[machine]
         self.graph.set_sequence(res.sequence)
+        if res.sequence == old:
+            self.value[machine] = res.value
+            return makespan
         new_makespan = self.graph.paths().makespan
         if new_makespan > makespan:
             self.graph.set_sequence(old)
             return makespan
-        if res.sequence != old:
-            self.stats.reopt_moves += 1
+        self.stats.reopt_moves += 1
         self.seq[machine] = res.sequence
         self.value[machine] = res.value
         return new_makespan
