@@ -26,7 +26,8 @@ makespan reaches it.
 
 Time limit: re-optimisation after the k-th of m machines may use the time up to ``k / m`` of
 ``time_limit_s`` (it stops early otherwise, ``meta["reopt_cut_by_time"]``), which keeps time for
-sequencing the remaining machines exactly; if the limit still runs out, the remaining machines are
+sequencing the remaining machines exactly, and one subproblem of a sequencing step may use at most
+:data:`SUBPROBLEM_TIME_SHARE` times its even share of the time left for those steps; if the limit still runs out, the remaining machines are
 sequenced by Schrage's heuristic (bottleneck by Schrage value), so a complete schedule always comes back
 shortly after the limit; ``meta["time_limit_hit"]`` says so. Runs whose limit binds depend on the
 machine's speed; with an ample limit the result is deterministic. Carlier's search is capped at ``max_nodes``
@@ -51,6 +52,9 @@ from schedgym.baselines.single_machine import (
     schrage,
 )
 from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
+
+#: a sequencing-step subproblem may use this many times its even share of the remaining time limit
+SUBPROBLEM_TIME_SHARE = 8.0
 
 
 class CycleError(RuntimeError):
@@ -288,6 +292,17 @@ class _Run:
             return None
         return self.t0 + self.limit * len(self.fixed) / max(1, self.n_machines)
 
+    def construction_deadline(self, unscheduled: int, solved: int) -> float | None:
+        """Deadline of one subproblem of the sequencing step with ``unscheduled`` machines left, of which
+        ``solved`` were solved in this step: a hard subproblem may take at most
+        :data:`SUBPROBLEM_TIME_SHARE` times the remaining time divided by the subproblems still to come
+        in the sequencing steps (None: no limit)."""
+        if self.deadline is None:
+            return None
+        now = time.perf_counter()
+        to_come = unscheduled * (unscheduled + 1) // 2 - solved
+        return min(self.deadline, now + SUBPROBLEM_TIME_SHARE * max(0.0, self.deadline - now) / max(1, to_come))
+
     def out_of_time(self) -> bool:
         if self.deadline is not None and time.perf_counter() > self.deadline:
             self.stats.time_limit_hit = True
@@ -330,7 +345,9 @@ class _Run:
         while todo:
             paths = self.graph.paths()
             exact = not self.out_of_time()
-            results = {m: self.subproblem(m, paths, exact) for m in todo}
+            results = {}
+            for k, m in enumerate(todo):
+                results[m] = self.subproblem(m, paths, exact, self.construction_deadline(len(todo), k))
             if first:
                 self._set_bound(results, paths)
                 first = False
