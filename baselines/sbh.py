@@ -17,7 +17,7 @@ The disjunctive graph holds the job arcs and the machine sequences fixed so far.
 4. local re-optimisation: each previously sequenced machine in turn (in decreasing order of its last
    subproblem value) has its sequence removed and re-solved with all others fixed; the new sequence is
    kept unless it makes the partial makespan longer. Full rounds are repeated while the makespan
-   improves, at most ``reopt_rounds`` rounds per iteration (ABZ used a few cycles; 3 by default).
+   improves (as ABZ do), capped here at ``reopt_rounds`` rounds per iteration (3 by default).
 
 The schedule is the semi-active one of the final graph (each operation starts at its head). The first
 iteration's subproblem optima are one-machine relaxations of the whole job-shop, so their maximum (with

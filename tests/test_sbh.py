@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from schedgym.baselines.base import Solver, check_policy_domain
 from schedgym.baselines.cpsat_jobshop import solve_cpsat
-from schedgym.baselines.sbh import ShiftingBottleneckSolver, _Graph, solve_sbh
+from schedgym.baselines.sbh import CycleError, ShiftingBottleneckSolver, _Graph, solve_sbh
 from schedgym.baselines.single_machine import (
     carlier,
     evaluate_sequence,
@@ -231,3 +231,15 @@ def test_random_instances_with_zero_durations_and_recirculation(seed: int) -> No
         sol = ShiftingBottleneckSolver(reopt_rounds=rounds).solve(inst)
         validate(inst, sol)
         assert sol.bound <= opt.makespan(inst) <= sol.makespan(inst)
+
+
+def test_cyclic_selection_is_detected() -> None:
+    """Two jobs crossing two machines in opposite orders: selecting both 'wrong' orders closes a cycle."""
+    inst = JobShopInstance.from_matrices("cross", np.array([[0, 1], [1, 0]]), np.array([[2, 3], [4, 1]]))
+    graph = _Graph(inst)
+    graph.set_sequence([1, 2])  # machine 1: job 0's second op before job 1's first
+    graph.set_sequence([0, 3])  # machine 0: job 0's first op before job 1's second: 0 -> 1 -> 2 -> 3
+    assert graph.paths().makespan == 10
+    graph.set_sequence([3, 0])  # machine 0: job 1's second op first closes 0 -> 1 -> 2 -> 3 -> 0
+    with pytest.raises(CycleError, match="cycle"):
+        graph.paths()
