@@ -7,7 +7,7 @@ Science 42(6):797-813, 1996. The parts implemented here, as published:
 * **neighbourhood N5**: on one critical path split into blocks (maximal runs of operations on one
   machine), swap the first two and the last two operations of every block, except the first two of
   the first block and the last two of the last block. Swapping adjacent critical operations never
-  creates a cycle. A path made of a single block means the solution is optimal (no move);
+  creates a cycle. A path made of a single block has no move;
 * **tabu list** of ``tenure`` (maxt = 8) arcs: performing the swap of ``u`` before ``v`` stores the
   arc ``(u, v)``; a move is forbidden when it would restore a stored arc;
 * **move selection (NSP)**: the best move, by makespan, among the unforbidden moves and the forbidden
@@ -16,23 +16,31 @@ Science 42(6):797-813, 1996. The parts implemented here, as published:
   unforbidden, which is taken;
 * **back jump tracking** (TSAB): when a new best solution is left by a move, the solution, its other
   moves and the tabu list are pushed on a list of at most ``elite_size`` (maxl = 5) entries. After
-  ``max_no_improve`` (maxiter) iterations without a new best, or when the makespan sequence repeats
-  with a period of at most ``cycle_period`` (maxδ = 100) ``cycle_repeats`` (maxc = 2) times, the search
-  jumps back to the newest entry, restricted to its untried moves. The paper's search ends when the
-  list is empty; here (``restarts=True``, an addition for a time-boxed run) it restarts from the best
-  solution after a few seeded random critical swaps, and ends at ``max_iters`` iterations, at the
-  time limit, or at a makespan lower bound (proved optimal).
+  ``max_no_improve`` (maxiter; 2500 here) iterations without a new best, or when the makespans of the
+  last ``cycle_repeats`` (maxc = 2) periods of some length <= ``cycle_period`` (maxδ = 100) equal
+  those one period earlier (a cycle), the search jumps back to the newest entry, restricted to its
+  untried moves. The paper's search ends when the list is empty; here (``restarts=True``, an addition
+  for a time-boxed run) it restarts from the best solution after ``perturbation`` seeded random
+  critical swaps, and ends at ``max_iters`` iterations, at the time limit, or at a makespan lower
+  bound (proved optimal).
 
 Move evaluation: ``evaluation="estimate"`` (default) ranks moves by the standard O(1) estimate of the
 makespan after a swap of ``u`` before ``v`` from the current heads ``r`` and tails ``q`` (Taillard 1994,
 "Parallel taboo search techniques for the job shop scheduling problem", ORSA J. Computing 6(2);
 exact whenever the new longest path passes through ``u`` or ``v``, else a lower bound on it); the
-chosen move's makespan is then recomputed exactly. ``evaluation="exact"`` recomputes the longest
-path of every neighbour (O(operations) each).
+chosen move is applied with an incremental update of the topological order, heads and tails
+(:meth:`~schedgym.baselines.jobshop_graph.DisjunctiveGraph.swap_update`), which gives its exact
+makespan. ``evaluation="exact"`` recomputes the longest path of every neighbour (O(operations) each).
 
 The only randomness is the restarts' swaps (seeded): for a given seed and ``max_iters`` (and no
-binding time limit) the result is a deterministic function of the instance. Under a time limit the number of iterations depends on the machine's speed. Times are
-in the instance's integer time units, limits and wall times in seconds.
+binding time limit) the result is a deterministic function of the instance. Under a time limit the
+number of iterations depends on the machine's speed (about 5000 per second on Taillard 15x15 and
+2500 on 20x20 on one shared CPU core). Times are in the instance's integer time units, limits and
+wall times in seconds.
+
+Measured (``python scripts/evaluate.py env=jobshop instances=taillard_<size> policy=tabu_10s``, or
+``tabu_60s``), mean gap to the best known makespan: 15x15 1.60 % (10 s), 20x20 3.76 % (10 s) and
+2.97 % (60 s).
 """
 
 from __future__ import annotations
