@@ -39,9 +39,8 @@ number of iterations depends on the machine's speed (about 5000 per second on Ta
 wall times in seconds.
 
 Measured (``python scripts/evaluate.py env=jobshop instances=taillard_<size> policy=tabu_10s``, or
-``tabu_60s``), mean gap to the best known makespan: 15x15 1.60 % (10 s) and 1.25 % (60 s), 20x20 3.76 %
-(10 s) and
-2.97 % (60 s).
+``tabu_60s``), mean gap to the best known makespan: 15x15 1.60 % (10 s) and 1.25 % (60 s), 20x20
+3.76 % (10 s) and 2.97 % (60 s).
 """
 
 from __future__ import annotations
