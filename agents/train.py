@@ -99,10 +99,13 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
         m = re.search(r"_(\d+)_steps\.zip$", p.name)
         if m:
             found.append((int(m.group(1)), p))
+    # SB3 writes these members (data first, the version file near the end); a zip that lacks one
+    # passes testzip() but fails to load ("No data found in the saved file")
+    required = {"data", "policy.pth", "_stable_baselines3_version"}
     for _, p in sorted(found, reverse=True):
         try:
             with zipfile.ZipFile(p) as z:
-                if z.testzip() is None:
+                if required <= set(z.namelist()) and z.testzip() is None:
                     return p
         except (zipfile.BadZipFile, OSError):
             pass

@@ -105,7 +105,8 @@ def test_resume_skips_a_torn_checkpoint(tmp_path):
     from schedgym.agents.train import _latest_checkpoint
 
     with zipfile.ZipFile(tmp_path / "ppo_64_steps.zip", "w") as z:
-        z.writestr("data", "ok")
+        for name in ("data", "policy.pth", "_stable_baselines3_version"):
+            z.writestr(name, "ok")
     (tmp_path / "ppo_128_steps.zip").write_bytes(b"PK\x03\x04 torn by a kill")
     assert _latest_checkpoint(tmp_path) == tmp_path / "ppo_64_steps.zip"
 
@@ -132,3 +133,19 @@ def test_self_labeling_recipe_trains_and_evaluates(tmp_path):
                         env=_env(), timeout=300)
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     assert "ft06" in (tmp_path / "eval" / "results.csv").read_text()
+
+
+def test_resume_skips_a_checkpoint_zip_without_its_data(tmp_path):
+    """A zip torn so that it still opens but lacks SB3's members (seen after a SIGKILL in CI) is not
+    picked for resume; the older complete one is."""
+    import zipfile
+
+    from schedgym.agents.train import _latest_checkpoint
+
+    good = tmp_path / "ppo_64_steps.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        for name in ("data", "policy.pth", "_stable_baselines3_version"):
+            z.writestr(name, "x")
+    with zipfile.ZipFile(tmp_path / "ppo_128_steps.zip", "w"):
+        pass  # an empty archive: opens and passes testzip(), holds nothing
+    assert _latest_checkpoint(tmp_path) == good
