@@ -121,10 +121,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def resolve_checkpoint(path: str | Path | None) -> Path:
-    """A path, or the name of a shipped checkpoint in ``agents/checkpoints`` (``None``: the job-shop one)."""
+def shipped_name(domain: str | None) -> str:
+    """Name of a domain's shipped checkpoint, ``<domain>_gnn`` (``None``: the job-shop one)."""
+    return f"{domain or 'jobshop'}_gnn"
+
+
+def resolve_checkpoint(path: str | Path | None, domain: str | None = None) -> Path:
+    """A path, or the name of a shipped checkpoint in ``agents/checkpoints`` (``None``: the shipped
+    checkpoint of ``domain``, :func:`shipped_name`)."""
     if path is None:
-        path = "jobshop_gnn"
+        path = shipped_name(domain)
     p = Path(path)
     if p.is_file():
         return p

@@ -22,6 +22,7 @@ from schedgym.agents.checkpoint import (
     payload_domain,
     read_checkpoint,
     resolve_checkpoint,
+    shipped_name,
 )
 from schedgym.agents.policies import masked_logits
 from schedgym.envs.core.errors import PolicyDomainError
@@ -190,17 +191,24 @@ class SampledPolicySolver:
 
 
 def load_trained_agent(checkpoint: str | None = None, samples: int = 1, deterministic: bool = True,
-                       domain: str = "jobshop", seed: int = 0, name: str | None = None):
-    """A :class:`TrainedPolicy` (``samples=1``) or a :class:`SampledPolicySolver` (``samples>1``)."""
+                       domain: str | None = None, seed: int = 0, name: str | None = None):
+    """A :class:`TrainedPolicy` (``samples=1``) or a :class:`SampledPolicySolver` (``samples>1``).
+
+    ``checkpoint=None`` loads ``domain``'s shipped checkpoint (``agents/checkpoints/<domain>_gnn.pt``;
+    ``domain=None``: job-shop). The CLIs fill ``domain`` with the env's domain."""
+    domain = domain or "jobshop"
+    checkpoint = checkpoint if checkpoint is not None else shipped_name(domain)
     if int(samples) > 1:
         return SampledPolicySolver(checkpoint, samples=samples, domain=domain, seed=seed, name=name)
     return TrainedPolicy(checkpoint, deterministic=deterministic, seed=seed, name=name)
 
 
-def trained_agent_domains(checkpoint: str | None = None, samples: int = 1, domain: str = "jobshop",
+def trained_agent_domains(checkpoint: str | None = None, samples: int = 1, domain: str | None = None,
                           **_: Any) -> tuple[str, ...] | None:
     """Domains of what :func:`load_trained_agent` builds from these keywords (see
     :func:`schedgym.baselines.base.policy_domains`)."""
+    domain = domain or "jobshop"
+    checkpoint = checkpoint if checkpoint is not None else shipped_name(domain)
     if int(samples) > 1:
         return SampledPolicySolver.domains_for(checkpoint, domain)
     return TrainedPolicy.domains_for(checkpoint)

@@ -106,6 +106,20 @@ def policy_domains(policy_cfg: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None if found is None else tuple(found)
 
 
+def bind_env_domain(policy_cfg: Mapping[str, Any], domain: str) -> dict[str, Any]:
+    """``policy_cfg`` with ``domain: null`` replaced by the env's ``domain`` (a copy).
+
+    Trained-policy configs (``conf/policy/ppo_gnn.yaml``) leave ``domain`` null so that one policy
+    name serves every env: the agent then loads that domain's shipped checkpoint
+    (``agents/checkpoints/<domain>_gnn.pt``) unless ``checkpoint`` names another. Configs without a
+    ``domain`` key are returned unchanged.
+    """
+    out = dict(policy_cfg)
+    if "domain" in out and out["domain"] is None:
+        out["domain"] = domain
+    return out
+
+
 def check_policy_domain(policy: str, policy_cfg: Mapping[str, Any], domain: str) -> None:
     """Raise :class:`PolicyDomainError` when the configured policy ``policy`` (its name on the command
     line or in the suite) does not apply to ``domain``; policies that declare no domains pass."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from schedgym.baselines.base import check_policy_domain
+from schedgym.baselines.base import bind_env_domain, check_policy_domain
 from schedgym.envs.core.domain import get_domain
 from schedgym.envs.core.errors import ConfigError, UnknownNameError
 
@@ -43,7 +43,7 @@ def weights_fingerprint(pcfg: dict[str, Any]) -> str | None:
     from schedgym.agents.checkpoint import resolve_checkpoint
 
     try:
-        path = resolve_checkpoint(pcfg.get("checkpoint"))
+        path = resolve_checkpoint(pcfg.get("checkpoint"), pcfg.get("domain"))
     except FileNotFoundError:
         return None  # the cell fails at run time with the loader's message
     return hashlib.sha1(path.read_bytes()).hexdigest()[:16]
@@ -175,6 +175,7 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
         if isinstance(p, str):
             p = {"name": p}
         pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
+        pcfg = bind_env_domain(pcfg, domain.name)
         check_policy_domain(p.get("label", p["name"]), pcfg, domain.name)
         policies.append((p.get("label", p["name"]), pcfg, p_env, weights_fingerprint(pcfg)))
     for set_spec in sets:

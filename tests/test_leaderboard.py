@@ -544,7 +544,8 @@ def _other_domain_checkpoint(tmp_path: Path, record_domain: bool) -> Path:
 @pytest.mark.parametrize("cell,policy,domains,env", [
     ({"env": "jobshop", "instances": ["ft"], "policies": ["spt", "heft"]}, "heft", "gpudag", "jobshop"),
     ({"env": "vmsched", "instances": ["vm_smoke"], "policies": ["mwkr"]}, "mwkr", "jobshop", "vmsched"),
-    ({"env": "gpudag", "workload": ["topcuoglu"], "policies": [{"name": "ppo_gnn", "overrides": {"samples": 4}}]},
+    ({"env": "gpudag", "workload": ["topcuoglu"], "policies": [{"name": "ppo_gnn",
+                                                                  "overrides": {"checkpoint": "jobshop_gnn"}}]},
      "ppo_gnn", "jobshop", "gpudag"),
     ({"env": "llmserve", "workload": ["azure_conv"], "policies": ["cpsat"]}, "cpsat", "jobshop", "llmserve"),
 ])

@@ -31,7 +31,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from schedgym.baselines.base import check_policy_domain
+from schedgym.baselines.base import bind_env_domain, check_policy_domain
 from schedgym.cli import CONFIG_PATH
 from schedgym.cli._exit import EXIT_INTERRUPTED, Outcome, config_errors_exit, run_app
 from schedgym.envs.core.domain import Domain, get_domain
@@ -54,8 +54,8 @@ def instance_spec(cfg: DictConfig) -> tuple[str, list[str]]:
     return ",".join(spec), spec
 
 
-def build_agent(cfg: DictConfig) -> Any:
-    return hydra.utils.instantiate(cfg.policy, _convert_="all")
+def build_agent(policy_cfg: dict[str, Any]) -> Any:
+    return hydra.utils.instantiate(policy_cfg, _convert_="all")
 
 
 def env_kwargs_for(cfg: DictConfig, agent: Any) -> dict[str, Any]:
@@ -162,9 +162,9 @@ def _prepare(cfg: DictConfig) -> tuple[Domain, str, list[str], dict[str, Any], A
     if not names:
         raise ConfigError(f"the instance set {suite!r} ({spec}) has no instance; give names=[...] or another "
                           "instances=/workload=")
-    policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    policy_cfg = bind_env_domain(OmegaConf.to_container(cfg.policy, resolve=True), domain.name)
     check_policy_domain(policy_label(cfg), policy_cfg, domain.name)
-    return domain, suite, names, policy_cfg, build_agent(cfg)
+    return domain, suite, names, policy_cfg, build_agent(policy_cfg)
 
 
 def _split_rows(csv_path: Path, keys: set[str], resume: bool) -> tuple[list[dict], dict[str, dict]]:
