@@ -28,7 +28,7 @@ from schedgym.agents.policies import masked_logits
 from schedgym.envs.core.errors import PolicyDomainError
 
 #: env keywords that change what a policy observes; a checkpoint's values are always used
-OBSERVATION_KWARGS = ("time_origin",)
+OBSERVATION_KWARGS = ("time_origin", "action_mode")
 
 
 def _checkpoint_domains(checkpoint: str | None) -> tuple[str, ...] | None:

@@ -26,6 +26,17 @@ Waiting is valid only while a later event exists. An invalid action is a no-op w
 ``info["invalid_action"] = True`` and ``invalid_action_penalty`` as reward; after ``n_tasks`` invalid
 actions in an episode the episode is truncated.
 
+### Task mode (``action_mode="task"``)
+An offline list scheduler instead of the event-driven dispatcher: ``Discrete(max_tasks)``, action
+``t`` picks a *list-ready* task (every predecessor placed, not necessarily finished) and the env
+places it on the device where it finishes earliest, at the earliest idle gap after its inputs arrive
+(insertion-based, :mod:`schedgym.envs.gpudag.list_schedule`; ties to the lowest device index). This
+is HEFT's placement, so the agent learns the priority order only, and picking the ready task of
+highest upward rank every step reproduces HEFT's schedule exactly. There is no wait action and every
+action sequence that picks ready tasks completes a valid schedule. Jobs arriving later are release
+times known in advance (offline). ``action_device_node[t]`` is the device node of ready task ``t``'s
+earliest-finish placement.
+
 ## Observation Space
 The padded graph of :mod:`schedgym.envs.core.graph_obs`: rows ``0..max_tasks-1`` are tasks, rows
 ``max_tasks..max_tasks+max_devices-1`` devices. Node features (times divided by ``time_scale`` = the
@@ -37,6 +48,14 @@ largest upward rank of the instance):
 time on this device, eligible tasks only); 12. device busy time left (``busy_until - now``);
 13. candidate flag (task or device of a valid pair).
 
+In task mode columns 5-9, 12 and the globals mean (times relative to ``ref``, the earliest start
+of any ready task, divided by ``time_scale`` and clipped at -1):
+5. list-ready flag; 6. placed flag; 7. ready: earliest finish - ref, placed: end - ref;
+8. ready: earliest start - ref, placed: start - ref; 9. ready: second-best finish - best finish
+(the cost of losing the best device; 0 with one eligible device); 12. device: end of its last task -
+ref; globals: ref / time_scale, fraction of tasks placed, ready tasks / max_tasks, (partial makespan -
+ref) / time_scale, number of jobs with unplaced tasks / jobs.
+
 Edges: the data edges (producer -> consumer) and, for assigned tasks, task -> device edges. Edge
 features: data size / largest data size; mean transfer time / time_scale; data-edge flag;
 assignment-edge flag. ``globals``: now / time_scale, fraction of tasks assigned, ready tasks /
@@ -45,7 +64,8 @@ max_tasks, idle devices / max_devices, jobs in system / jobs.
 ## Rewards
 ``reward="makespan"``: ``-(now after - now before) / reward_scale`` per step, and at the last step the
 rest of the schedule ``-(makespan - now)``, so an episode's rewards sum to ``-makespan / reward_scale``.
-``reward="jct"`` (Decima): ``-(time jobs spend in the system during the step) / reward_scale``, summing
+In task mode the reward is ``-(increase of the partial schedule's makespan) / reward_scale`` per
+step, again summing to ``-makespan / reward_scale``. ``reward="jct"`` (Decima): ``-(time jobs spend in the system during the step) / reward_scale``, summing
 to ``-sum of job completion times / reward_scale``. ``"auto"`` (default): makespan for one job, jct for
 several. ``reward_scale`` defaults to the sum of the tasks' shortest times / number of devices.
 
@@ -66,7 +86,8 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 ## Arguments
 ``instance``, ``generator``, ``reward``, ``max_tasks``/``max_devices``/``max_edges`` (padded sizes;
 default: the first instance's or the generator's bounds), ``reward_scale``,
-``invalid_action_penalty``, ``render_mode`` (``"rgb_array"``: a Gantt chart per device).
+``invalid_action_penalty``, ``action_mode`` (``"pair"``, default: event-driven (task, device) pairs
+and waits; ``"task"``: list scheduling with earliest-finish placement), ``render_mode`` (``"rgb_array"``: a Gantt chart per device).
 
 ## Version History
 * v0: initial release.
@@ -85,6 +106,7 @@ from schedgym.envs.core.graph_obs import padded_graph_space
 from schedgym.envs.core.sources import load_instances, padded_sizes
 from schedgym.envs.gpudag.generator import TopcuogluGenerator
 from schedgym.envs.gpudag.instances import load_instance
+from schedgym.envs.gpudag.list_schedule import ListSchedule
 from schedgym.envs.gpudag.metrics import metrics
 from schedgym.envs.gpudag.ranks import downward_rank, upward_rank
 from schedgym.envs.gpudag.state import GPUDagState
@@ -94,6 +116,7 @@ N_NODE_FEATURES = 14
 N_EDGE_FEATURES = 4
 N_GLOBALS = 5
 REWARDS = ("auto", "makespan", "jct")
+ACTION_MODES = ("pair", "task")
 
 InstanceSpec = str | GPUDagInstance | Sequence[str | GPUDagInstance] | None
 
@@ -112,9 +135,13 @@ class GPUDagEnv(SchedEnv):
         reward_scale: float | None = None,
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
+        action_mode: str = "pair",
     ):
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+        self.action_mode = action_mode
         super().__init__(render_mode)
         self.reward_type = reward
         self.reward_scale_arg = reward_scale
@@ -126,8 +153,12 @@ class GPUDagEnv(SchedEnv):
             (max_tasks, max_devices, max_edges))
         self.n_nodes = self.max_tasks + self.max_devices
         self.n_edge_slots = self.max_edges + self.max_tasks
-        self.n_actions = self.max_tasks * self.max_devices + 1
-        self.wait_action = self.n_actions - 1
+        if action_mode == "task":
+            self.n_actions = self.max_tasks
+            self.wait_action = -1  # no wait action in task mode
+        else:
+            self.n_actions = self.max_tasks * self.max_devices + 1
+            self.wait_action = self.n_actions - 1
         self.action_space = gym.spaces.Discrete(self.n_actions)
         self.observation_space = padded_graph_space(
             self.n_nodes, N_NODE_FEATURES, self.n_edge_slots, N_EDGE_FEATURES, self.n_actions, N_GLOBALS,
@@ -140,6 +171,10 @@ class GPUDagEnv(SchedEnv):
         pair_dev = self.max_tasks + np.tile(np.arange(self.max_devices, dtype=np.int64), self.max_tasks)
         self._action_node = np.concatenate([pair_task, [0]])
         self._action_device_node = np.concatenate([pair_dev, [self.max_tasks]])
+        if action_mode == "task":
+            self._action_node = np.arange(self.max_tasks, dtype=np.int64)
+            self._action_device_node = np.full(self.max_tasks, self.max_tasks, dtype=np.int64)
+        self.list_state: ListSchedule | None = None
 
     # ------------------------------------------------------------------------------------------
     def _start_episode(self, options: dict[str, Any]) -> None:
@@ -151,8 +186,12 @@ class GPUDagEnv(SchedEnv):
             inst = self.generator(self.np_random)
         self._check_fits(inst)
         self.instance = inst
-        self.state = GPUDagState(inst)
         self._prepare_static(inst)
+        if self.action_mode == "task":
+            self.state = None
+            self._start_list(inst)
+        else:
+            self.state = GPUDagState(inst)
         self.n_invalid = 0
         self._objective = self._objective_name(inst)
 
@@ -214,6 +253,10 @@ class GPUDagEnv(SchedEnv):
 
     def _action_mask(self) -> np.ndarray:
         """(A,) bool mask of valid actions, cached per decision."""
+        if self.action_mode == "task":
+            mask = np.zeros(self.n_actions, dtype=bool)
+            mask[list(self._cand)] = True
+            return mask
         st = self.state
         key = (id(st), st.n_decisions)
         if self._mask_key == key:
@@ -229,6 +272,8 @@ class GPUDagEnv(SchedEnv):
         return mask.copy()
 
     def _is_valid(self, action: int) -> bool:
+        if self.action_mode == "task":
+            return action in self._cand
         st = self.state
         if not 0 <= action < self.n_actions or st.done:
             return False
@@ -241,6 +286,8 @@ class GPUDagEnv(SchedEnv):
 
     def _apply(self, action) -> StepOutcome:
         a = int(action)
+        if self.action_mode == "task":
+            return self._apply_task(a)
         st = self.state
         if not self._is_valid(a):
             self.n_invalid += 1
@@ -262,6 +309,8 @@ class GPUDagEnv(SchedEnv):
 
     # ------------------------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
+        if self.action_mode == "task":
+            return self._observation_task()
         st, inst = self.state, self.instance
         T, D = st.n_tasks, st.n_devices
         ts = self.time_scale
@@ -296,9 +345,13 @@ class GPUDagEnv(SchedEnv):
                 "action_device_node": self._action_device_node.copy(), "globals": g}
 
     def _domain_info(self) -> dict[str, Any]:
+        if self.action_mode == "task":
+            return {"now": self._ref_time()}
         return {"now": self.state.now}
 
     def _final_solution(self) -> GPUDagSolution | None:
+        if self.action_mode == "task":
+            return self.list_state.solution() if self._n_placed == self.instance.n_tasks else None
         return self.state.solution() if self.state.done else None
 
     def _metrics(self, solution: GPUDagSolution) -> dict[str, float]:
@@ -308,4 +361,92 @@ class GPUDagEnv(SchedEnv):
     def _render_rgb(self) -> np.ndarray:
         from schedgym.envs.gpudag.viewer import gantt_rgb
 
+        if self.action_mode == "task":
+            ls = self.list_state
+            return gantt_rgb(self.instance, ls.start, ls.device, now=self._ref_time())
         return gantt_rgb(self.instance, self.state.start, self.state.device, now=self.state.now)
+
+    # ------------------------------------------------------------------------------------------
+    # task mode: list scheduling with insertion-based earliest-finish placement
+    def _start_list(self, inst: GPUDagInstance) -> None:
+        ls = ListSchedule(inst)
+        self.list_state = ls
+        self._n_placed = 0
+        self._partial_makespan = 0.0
+        #: ready task -> (earliest start, earliest finish) per device
+        self._cand: dict[int, tuple[np.ndarray, np.ndarray]] = {t: ls.est_eft(t) for t in ls.initial_ready()}
+
+    def placement(self, task: int) -> tuple[int, float]:
+        """(device, start) where ``task`` (list-ready) would be placed: earliest finish, lowest index."""
+        est, eft = self._cand[int(task)]
+        d = int(np.argmin(eft))
+        return d, float(est[d])
+
+    def _apply_task(self, a: int) -> StepOutcome:
+        if not self._is_valid(a):
+            self.n_invalid += 1
+            truncated = self.n_invalid > max(self.instance.n_tasks, 1)
+            return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
+        ls = self.list_state
+        d, start = self.placement(a)
+        del self._cand[a]
+        new = ls.place(a, d, start)
+        eligible = self.instance.dev_eligible
+        dev = np.array([d])
+        for t, (est, eft) in self._cand.items():  # only device d's timeline changed
+            if eligible[t, d]:
+                s1, f1 = ls.est_eft(t, devices=dev)
+                est[d], eft[d] = s1[d], f1[d]
+        for c in new:
+            self._cand[int(c)] = ls.est_eft(int(c))
+        self._n_placed += 1
+        old = self._partial_makespan
+        self._partial_makespan = max(old, float(ls.end[a]))
+        terminated = self._n_placed == self.instance.n_tasks
+        return StepOutcome(-(self._partial_makespan - old) / self.reward_scale, terminated, False, invalid=False)
+
+    def _ref_time(self) -> float:
+        """Earliest start of any ready task (the partial makespan once every task is placed)."""
+        if not self._cand:
+            return self._partial_makespan
+        return float(min(est.min() for est, _ in self._cand.values()))
+
+    def _observation_task(self) -> dict[str, np.ndarray]:
+        ls, inst = self.list_state, self.instance
+        T, D = inst.n_tasks, inst.n_devices
+        ts = self.time_scale
+        ref = self._ref_time()
+        x = self._x0.copy()
+        placed = ls.device >= 0
+        x[:T, 6] = placed
+        x[:T, 7] = np.where(placed, np.maximum((ls.end - ref) / ts, -1.0), 0.0)
+        x[:T, 8] = np.where(placed, np.maximum((ls.start - ref) / ts, -1.0), 0.0)
+        adev = self._action_device_node.copy()
+        for t, (est, eft) in self._cand.items():
+            d = int(np.argmin(eft))
+            x[t, 5] = 1.0
+            x[t, 7] = (eft[d] - ref) / ts
+            x[t, 8] = (est[d] - ref) / ts
+            fin = np.sort(eft[np.isfinite(eft)])
+            x[t, 9] = (fin[1] - fin[0]) / ts if len(fin) > 1 else 0.0
+            x[t, 13] = 1.0
+            adev[t] = self.max_tasks + d
+        dv = slice(self.max_tasks, self.max_tasks + D)
+        last_end = np.array([ends[-1] if ends else 0.0 for ends in ls.ends])
+        x[dv, 12] = np.maximum((last_end - ref) / ts, -1.0)
+        x[dv, 13] = 1.0 if self._cand else 0.0
+        ei, ea = self._ei0.copy(), self._ea0.copy()
+        E = inst.n_edges
+        at = np.flatnonzero(placed)
+        k = len(at)
+        ei[0, E:E + k] = at
+        ei[1, E:E + k] = self.max_tasks + ls.device[at]
+        ea[E:E + k, 3] = 1.0
+        em = np.zeros(self.n_edge_slots, dtype=np.int8)
+        em[:E + k] = 1
+        unplaced_jobs = len(np.unique(inst.task_job[~placed])) if self._n_placed < T else 0
+        g = np.array([ref / ts, self._n_placed / T, len(self._cand) / self.max_tasks,
+                      (self._partial_makespan - ref) / ts, unplaced_jobs / max(inst.n_jobs, 1)], dtype=np.float32)
+        return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": self._node_mask.copy(),
+                "action_mask": self._action_mask().astype(np.int8), "action_node": self._action_node.copy(),
+                "action_device_node": adev, "globals": g}

@@ -159,6 +159,42 @@ class TopcuogluGenerator:
                               source=f"generator:{self.name('?')}")
 
 
+class TopcuogluMixture:
+    """Topcuoglu DAGs whose parameters are drawn per instance (training on several sizes and CCRs).
+
+    Each keyword of :class:`TopcuogluGenerator` takes one value or a list of values; every instance
+    draws each listed parameter uniformly from its list (``n_procs`` must be one value, the device
+    count of every instance). Example: ``TopcuogluMixture(n_tasks=[30, 50], ccr=[0.1, 1, 5])``.
+    """
+
+    def __init__(self, n_tasks: int | list[int] = 50, ccr: float | list[float] = 1.0,
+                 alpha: float | list[float] = 1.0, beta: float | list[float] = 0.5,
+                 max_out_degree: int | list[int] = 3, n_procs: int = 4, w_dag: float | list[float] = 50.0):
+        def as_list(name: str, v) -> list:
+            vals = list(v) if isinstance(v, (list, tuple)) else [v]
+            if not vals:
+                raise ValueError(f"TopcuogluMixture: {name} lists no value")
+            return vals
+
+        self.choices = {"n_tasks": as_list("n_tasks", n_tasks), "ccr": as_list("ccr", ccr),
+                        "alpha": as_list("alpha", alpha), "beta": as_list("beta", beta),
+                        "max_out_degree": as_list("max_out_degree", max_out_degree),
+                        "w_dag": as_list("w_dag", w_dag)}
+        if isinstance(n_procs, (list, tuple)):
+            raise ValueError("TopcuogluMixture: n_procs must be one number (the padded device count)")
+        self.n_procs = int(n_procs)
+
+    def size_bounds(self) -> tuple[int, int, int]:
+        """(max tasks, max devices, max edges) over the mixture."""
+        v, o = max(self.choices["n_tasks"]), max(self.choices["max_out_degree"])
+        return TopcuogluGenerator(n_tasks=v, max_out_degree=o, n_procs=self.n_procs).size_bounds()
+
+    def __call__(self, rng: np.random.Generator, name: str | None = None) -> GPUDagInstance:
+        params = {k: vals[int(rng.integers(len(vals)))] if len(vals) > 1 else vals[0]
+                  for k, vals in self.choices.items()}
+        return TopcuogluGenerator(n_procs=self.n_procs, **params)(rng, name)
+
+
 def _num(x: float) -> str:
     """Compact number for names: 1.0 -> '1', 0.5 -> '0.5'."""
     return f"{float(x):g}"
