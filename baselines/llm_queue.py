@@ -110,7 +110,7 @@ class QueueOrderPolicy:
     def act(self, obs: Any, info: dict) -> int:
         mask = info["action_mask"]
         c = info.get("candidates")
-        run = len(mask) - 1
+        run = getattr(self.env, "max_queue", len(mask) - 1)  # "run the batch" (defer/reject follow it)
         if not c or not c["rid"]:
             return run if mask[run] else int(np.flatnonzero(mask)[0])
         keys = self._keys(c)

@@ -19,6 +19,27 @@ replica follows the workload's ``pd_router``; queue decisions arise on both kind
 Use :meth:`action_masks` (also ``info["action_mask"]``). Invalid actions are no-ops with
 ``info["invalid_action"] = True`` and ``invalid_action_penalty`` as reward.
 
+Admission control (``admission``; :mod:`schedgym.envs.llmserve.sim`): ``none`` (the default, every
+arrival is admitted: spaces and results as without it), a rule name of
+:mod:`schedgym.baselines.llm_admission` (``slo``, ``kv``, ``queue_len``; the rule decides inline
+with ``admission_kwargs``, the agent keeps its routing or queue decisions) or ``agent``: the agent
+decides, with two more actions, *defer* and *reject*:
+
+* Routing: ``Discrete(max_replicas + 2)``: ``k < max_replicas`` admits the request to replica k,
+  ``max_replicas`` defers it, ``max_replicas + 1`` rejects it. Deferred requests come back as route
+  decisions (``info["candidates"]["deferred"]``) at the next iteration end that completes a request,
+  until admitted, rejected, or rejected automatically at their deadline (arrival + ``max_defer_s``,
+  default the class's TTFT SLO).
+* Queue: ``Discrete(max_queue + 3)``; besides the admit decisions above, each arrival (routed by
+  ``router``) and each deferred request coming back is a *gate* decision
+  (``info["decision"] == "gate"``): row 0 holds the request, action 0 admits it to the replica's
+  queue, ``max_queue + 1`` defers it, ``max_queue + 2`` rejects it (the other rows show the replica's
+  queue, not admissible). The defer and reject actions are masked at the other decisions, defer
+  also once the deadline has come.
+
+A rejected request is never served; it counts as missing its SLO (reward, ``slo_attainment``,
+``goodput_rps``) and in ``rejected_rate``.
+
 ## Observation Space
 The padded graph of :mod:`schedgym.envs.core.graph_obs`. Routing: one node per replica then the
 arriving request's node; edges request -> each replica it may be routed to (all, or the prefill
@@ -30,7 +51,8 @@ seconds, lengths in thousands of tokens): 0 waiting flag, 1 running flag, 2 repl
 log-normal noisy prediction with ``reveal="noisy"``), 6 waiting time, 7 slack to the TTFT
 deadline, 8 admissible flag, 9 tenant's share of running requests, 10 KV blocks held / replica
 blocks, 11 queued requests (replica), 12 running requests (replica), 13 KV in use (replica),
-14 busy flag (replica). ``globals``: time / horizon, requests arrived / N, finished / N, SLO met
+14 busy flag (replica). With ``admission="agent"`` three more: 15 the request being admitted
+(gate), 16 deferred before, 17 seconds left until its deferral deadline. ``globals``: time / horizon, requests arrived / N, finished / N, SLO met
 so far / N, mean KV in use, plus (queue env) batch size and tokens so far.
 
 ## Rewards
@@ -54,11 +76,14 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 ## Arguments
 ``instance``, ``default_workload``, ``window``, ``router`` (queue env), ``queue_order`` (routing
 env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``), ``predictor_sigma``,
-``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``.
+``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``,
+``admission`` (``none``/``agent``/a rule name), ``admission_kwargs`` (the rule's options),
+``max_defer_s`` (longest deferral in seconds; None: the class's TTFT SLO).
 
 ## Version History
 * v0: initial release; prefill/decode disaggregation added as a workload option (off by default, so
-  colocated workloads behave exactly as before).
+  colocated workloads behave exactly as before); admission control (admit / defer / reject) added
+  as an option (off by default, same guarantee).
 """
 
 from __future__ import annotations
@@ -71,11 +96,12 @@ import numpy as np
 from schedgym.envs.core.base_env import SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
 from schedgym.envs.llmserve.metrics import metrics
-from schedgym.envs.llmserve.sim import Decision, Simulator
+from schedgym.envs.llmserve.sim import ADMIT, DEFER, REJECT, ROUTE_DEFER, ROUTE_REJECT, Decision, Simulator
 from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 from schedgym.envs.llmserve.workload import build_workload
 
 N_NODE_FEATURES = 15
+N_ADMISSION_FEATURES = 3  # extra node features with admission="agent"
 N_EDGE_FEATURES = 2
 N_GLOBALS = 7
 REVEAL = ("none", "oracle", "noisy")
@@ -96,9 +122,19 @@ class _LLMServeEnv(SchedEnv):
     def __init__(self, instance: str | LLMServeInstance | None = None, default_workload: str | None = None,
                  window: int | None = None, router: str = "round_robin", queue_order: str = "fcfs",
                  reveal: str = "none", predictor_sigma: float = 0.5, max_replicas: int = 8, max_queue: int = 32,
-                 max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None):
+                 max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None,
+                 admission: str = "none", admission_kwargs: dict | None = None, max_defer_s: float | None = None):
         if reveal not in REVEAL:
             raise ValueError(f"reveal must be one of {REVEAL}, got {reveal!r}")
+        if admission not in ("none", "agent"):
+            from schedgym.baselines.llm_admission import make_rule
+
+            make_rule(admission, **(admission_kwargs or {}))  # fails early on a bad name or option
+        self.admission = admission
+        self.admission_kwargs = dict(admission_kwargs or {})
+        self.max_defer_s = max_defer_s
+        self.gates = admission == "agent"
+        self.n_node_features = N_NODE_FEATURES + (N_ADMISSION_FEATURES if self.gates else 0)
         super().__init__(render_mode)
         self.instance_arg = load_workload(instance) if instance is not None else None
         self.default_workload_name = default_workload or self.default_workload
@@ -140,8 +176,14 @@ class _LLMServeEnv(SchedEnv):
             from schedgym.baselines.llm_queue import queue_key
 
             qkey = queue_key(self.queue_order, seed=int(self.np_random.integers(1 << 30)))
+        rule = None
+        if self.admission not in ("none", "agent"):
+            from schedgym.baselines.llm_admission import make_rule
+
+            rule = make_rule(self.admission, **self.admission_kwargs)
         self.sim = Simulator(inst, router=self.router, queue_key=qkey, agent_routes=self.agent_routes,
-                             agent_admits=self.agent_admits, seed=int(self.np_random.integers(1 << 30)))
+                             agent_admits=self.agent_admits, seed=int(self.np_random.integers(1 << 30)),
+                             admission=rule, agent_gates=self.gates, max_defer_s=self.max_defer_s)
         n = inst.n_requests
         self._noise = np.exp(self.np_random.normal(0.0, self.predictor_sigma, n)) if self.reveal == "noisy" else None
         self._gen = self.sim.decisions()
@@ -149,7 +191,7 @@ class _LLMServeEnv(SchedEnv):
         self._counted = np.zeros(n, bool)
         self._n_invalid = 0
         self._seen_entries = 0
-        self._seen_arrivals = 0
+        self._seen_rejects = 0
         self._decision = self._advance(None)
 
     def _advance(self, choice) -> Decision | None:
@@ -168,11 +210,12 @@ class _LLMServeEnv(SchedEnv):
                 self._counted[r] = True
                 newly.append(r)
         self._seen_entries = len(log.req)
-        for r in range(self._seen_arrivals, self.sim.next_arrival):
-            if rej[r] and not self._counted[r]:
+        rlog = self.sim.reject_log
+        for r in rlog[self._seen_rejects:]:
+            if not self._counted[r]:
                 self._counted[r] = True
                 newly.append(r)
-        self._seen_arrivals = self.sim.next_arrival
+        self._seen_rejects = len(rlog)
         if not newly:
             return 0.0
         idx = np.array(newly)
@@ -224,6 +267,12 @@ class _LLMServeEnv(SchedEnv):
         x[row, 8] = admissible
         x[row, 10] = st.blocks[rid] / max(rep.num_blocks, 1)
 
+    def _gate_features(self, x: np.ndarray, row: int, d: Decision) -> None:
+        """Admission features (``admission="agent"``) of the request a route/gate decision is about."""
+        x[row, 15] = 1.0
+        x[row, 16] = d.deferred
+        x[row, 17] = max(self.sim.defer_limit(d.rid) - self.sim.now, 0.0)
+
     def _rep_features(self, x: np.ndarray, row: int, rep) -> None:
         x[row, 2] = 1.0
         x[row, 11] = (len(rep.waiting) + len(rep.swapped)) / 100.0
@@ -245,7 +294,12 @@ class _LLMServeEnv(SchedEnv):
         if d is not None:
             info["decision"] = d.kind
             info["candidates"] = self._candidate_info()
+            if self.gates and d.kind != "admit":
+                info["candidates"].update(deferred=d.deferred, defer_limit=self.sim.defer_limit(d.rid))
         return info
+
+    def _may_defer(self, d: Decision) -> bool:
+        return d.time < self.sim.defer_limit(d.rid)
 
     def _final_solution(self) -> LLMServeSolution | None:
         return self.sim.solution() if self._decision is None else None
@@ -268,10 +322,10 @@ class LLMRoutingEnv(_LLMServeEnv):
     def _build_spaces(self) -> None:
         self.n_nodes = self.max_replicas + 1
         self.n_edges = self.max_replicas
-        self.n_actions = self.max_replicas
+        self.n_actions = self.max_replicas + (2 if self.gates else 0)
         self.action_space = gym.spaces.Discrete(self.n_actions)
-        self.observation_space = padded_graph_space(self.n_nodes, N_NODE_FEATURES, self.n_edges, N_EDGE_FEATURES,
-                                                    self.n_actions, N_GLOBALS)
+        self.observation_space = padded_graph_space(self.n_nodes, self.n_node_features, self.n_edges,
+                                                    N_EDGE_FEATURES, self.n_actions, N_GLOBALS)
 
     def _mask(self) -> np.ndarray:
         m = np.zeros(self.n_actions, bool)
@@ -282,9 +336,14 @@ class LLMRoutingEnv(_LLMServeEnv):
         R = self.sim.n_route  # all replicas, or the prefill replicas of a disaggregated cluster
         fits = [self.sim.accepts(rep, d.rid) for rep in self.sim.replicas[:R]]
         m[:R] = fits if any(fits) else True
+        if self.gates:
+            m[self.max_replicas] = self._may_defer(d)
+            m[self.max_replicas + 1] = True
         return m
 
     def _choice(self, a: int) -> int:
+        if self.gates and a >= self.max_replicas:
+            return ROUTE_DEFER if a == self.max_replicas else ROUTE_REJECT
         return a
 
     def _candidate_info(self) -> dict[str, Any]:
@@ -298,7 +357,7 @@ class LLMRoutingEnv(_LLMServeEnv):
 
     def _observation(self) -> dict[str, np.ndarray]:
         R, M = self.instance.n_replicas, self.max_replicas
-        x = np.zeros((self.n_nodes, N_NODE_FEATURES), np.float32)
+        x = np.zeros((self.n_nodes, self.n_node_features), np.float32)
         ei = np.zeros((2, self.n_edges), np.int64)
         ea = np.zeros((self.n_edges, N_EDGE_FEATURES), np.float32)
         em = np.zeros(self.n_edges, np.int8)
@@ -312,6 +371,8 @@ class LLMRoutingEnv(_LLMServeEnv):
             x[M, 0] = 1.0
             self._req_features(x, M, rid, self.sim.replicas[0], True, True)
             x[M, 10] = 0.0
+            if self.gates:
+                self._gate_features(x, M, d)
             nm[M] = 1
             for i, rep in enumerate(self.sim.replicas[:self.sim.n_route]):
                 ei[:, i] = (M, i)
@@ -320,9 +381,10 @@ class LLMRoutingEnv(_LLMServeEnv):
                 ea[i, 1] = self.sim.accepts(rep, rid)
                 em[i] = 1
         mask = self._mask()
+        an = np.arange(self.n_actions, dtype=np.int64)
+        an[M:] = M  # defer / reject act on the request node
         return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
-                "action_mask": mask.astype(np.int8), "action_node": np.arange(self.n_actions, dtype=np.int64),
-                "globals": self._globals()}
+                "action_mask": mask.astype(np.int8), "action_node": an, "globals": self._globals()}
 
 
 class LLMQueueEnv(_LLMServeEnv):
@@ -334,16 +396,22 @@ class LLMQueueEnv(_LLMServeEnv):
     def _build_spaces(self) -> None:
         self.n_nodes = self.max_queue + self.max_running + 1
         self.n_edges = self.max_queue + self.max_running
-        self.n_actions = self.max_queue + 1
+        self.n_actions = self.max_queue + (3 if self.gates else 1)
         self.action_space = gym.spaces.Discrete(self.n_actions)
-        self.observation_space = padded_graph_space(self.n_nodes, N_NODE_FEATURES, self.n_edges, N_EDGE_FEATURES,
-                                                    self.n_actions, N_GLOBALS)
+        self.observation_space = padded_graph_space(self.n_nodes, self.n_node_features, self.n_edges,
+                                                    N_EDGE_FEATURES, self.n_actions, N_GLOBALS)
 
     def _visible_waiting(self) -> list[int]:
         d = self._decision
         if d is None:
             return []
+        if d.kind == "gate":  # the request to admit first, then the replica's queue
+            return [d.rid] + self.sim.replicas[d.replica].waiting[: self.max_queue - 1]
         return self.sim.replicas[d.replica].waiting[: self.max_queue]
+
+    @staticmethod
+    def _candidates(d: Decision) -> set[int]:
+        return {d.rid} if d.kind == "gate" else set(d.candidates)
 
     def _mask(self) -> np.ndarray:
         m = np.zeros(self.n_actions, bool)
@@ -353,6 +421,11 @@ class LLMQueueEnv(_LLMServeEnv):
             # the "admit nothing" action stays valid, and stepping it ends the episode
             m[self.max_queue] = True
             return m
+        if d.kind == "gate":
+            m[0] = True
+            m[self.max_queue + 1] = self._may_defer(d)
+            m[self.max_queue + 2] = True
+            return m
         cands = set(d.candidates)
         vis = self._visible_waiting()
         for k, r in enumerate(vis):
@@ -361,6 +434,8 @@ class LLMQueueEnv(_LLMServeEnv):
         return m
 
     def _choice(self, a: int) -> int:
+        if self._decision.kind == "gate":
+            return {0: ADMIT, self.max_queue + 1: DEFER, self.max_queue + 2: REJECT}[a]
         if a == self.max_queue:
             return -1
         return self._visible_waiting()[a]
@@ -374,16 +449,17 @@ class LLMQueueEnv(_LLMServeEnv):
         rep = sim.replicas[d.replica]
         running_tenants = np.bincount([inst.tenant[r] for r in rep.running + rep.batch],
                                       minlength=max(inst.n_tenants, 1))
-        return {"replica": d.replica, "rid": list(vis), "admissible": [r in d.candidates for r in vis],
+        cands = self._candidates(d)
+        return {"replica": d.replica, "rid": list(vis), "admissible": [r in cands for r in vis],
                 "prompt": [st.prompt[r] for r in vis], "arrival": [st.arrival[r] for r in vis],
                 "generated": [st.gen[r] for r in vis], "tenant": [int(inst.tenant[r]) for r in vis],
                 "ttft_deadline": [st.arrival[r] + float(inst.slo_ttft[inst.klass[r]]) for r in vis],
                 "predicted_output": [self._revealed(r) for r in vis], "running_tenants": running_tenants.tolist(),
-                "must_admit": d.must_admit}
+                "must_admit": d.must_admit, "gate": d.kind == "gate"}
 
     def _observation(self) -> dict[str, np.ndarray]:
         Q, U = self.max_queue, self.max_running
-        x = np.zeros((self.n_nodes, N_NODE_FEATURES), np.float32)
+        x = np.zeros((self.n_nodes, self.n_node_features), np.float32)
         ei = np.zeros((2, self.n_edges), np.int64)
         ea = np.zeros((self.n_edges, N_EDGE_FEATURES), np.float32)
         em = np.zeros(self.n_edges, np.int8)
@@ -393,7 +469,7 @@ class LLMQueueEnv(_LLMServeEnv):
         extra = (0.0, 0.0)
         if d is not None:
             rep = self.sim.replicas[d.replica]
-            cands = set(d.candidates)
+            cands = self._candidates(d)
             inst = self.instance
             run = (rep.running + rep.batch)[:U]
             ten = np.bincount([inst.tenant[r] for r in run], minlength=max(inst.n_tenants, 1)) / max(len(run), 1)
@@ -404,6 +480,8 @@ class LLMQueueEnv(_LLMServeEnv):
                 ei[:, k] = (k, rep_row)
                 ea[k, 0] = -(-self.sim.st.P[r] // rep.bs) / max(rep.num_blocks, 1)
                 em[k] = 1
+            if d.kind == "gate":
+                self._gate_features(x, 0, d)
             for k, r in enumerate(run):
                 row = Q + k
                 self._req_features(x, row, r, rep, False, False)
@@ -418,5 +496,6 @@ class LLMQueueEnv(_LLMServeEnv):
             extra = (len(rep.batch) / 100.0, rep._ntok / 1e3)
         an = np.arange(self.n_actions, dtype=np.int64)
         an[Q] = rep_row
+        an[Q + 1:] = 0  # defer / reject act on the gated request (row 0)
         return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
                 "action_mask": self._mask().astype(np.int8), "action_node": an, "globals": self._globals(extra)}

@@ -14,6 +14,13 @@ A disaggregated cluster (``instance.pd``) adds: ``kv_transfer_s_mean`` / ``kv_tr
 start to KV usable on the decode replica: bytes / bandwidth + latency), ``kv_handoff_s_mean`` /
 ``kv_handoff_s_p99`` (first token to KV usable on the decode replica: waiting for decode-side blocks
 and for the link, plus the transfer), ``kv_transfer_gb`` (GB moved, 1e9 bytes) and ``kv_transfers``.
+
+``rejected_rate`` is the fraction of requests not served, by admission control or because they can
+never fit a replica (``rejected`` counts them). A run with admission control adds
+``admission_rejected`` (requests its decisions rejected, expired deferrals included) and
+``deferred`` (requests deferred at least once). A workload with several SLO classes adds, per class
+``<c>`` (its name in ``instance.class_names``): ``slo_attainment_<c>``, ``goodput_rps_<c>`` (over the
+whole run's span), ``rejected_rate_<c>``, ``ttft_p99_s_<c>`` and ``tpot_p99_s_<c>``.
 """
 
 from __future__ import annotations
@@ -62,6 +69,12 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
     m["throughput_rps"] = float(served.sum() / span) if span and span > 0 else 0.0
     m["token_throughput_tps"] = float(inst.output[served].sum() / span) if span and span > 0 else 0.0
     m["rejected"] = float(sol.rejected.sum())
+    m["rejected_rate"] = float(sol.rejected.sum() / max(n, 1))
+    if sol.shed is not None:
+        m["admission_rejected"] = float(sol.shed.sum())
+        m["deferred"] = float(len(np.unique(sol.adm_req[sol.adm_kind == 1])))
+    if len(inst.class_names) > 1:
+        m.update(class_metrics(inst, sol, pr, span))
     m["preemptions"] = float(sol.preemptions.sum())
     m["iterations"] = float(sol.n_iterations)
     m["mean_batch_size"] = float(len(sol.it_req) / max(sol.n_iterations, 1))
@@ -82,6 +95,23 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
     if inst.pd is not None:
         m.update(transfer_metrics(sol))
     return m
+
+
+def class_metrics(inst: LLMServeInstance, sol: LLMServeSolution, pr: dict[str, np.ndarray],
+                  span: float) -> dict[str, float]:
+    """Per-class SLO attainment, goodput (requests/s over the run's span), rejected rate and p99
+    latencies (see the module docstring)."""
+    out: dict[str, float] = {}
+    for c, name in enumerate(inst.class_names):
+        sel = inst.klass == c
+        k = int(sel.sum())
+        ok = int(pr["slo_ok"][sel].sum())
+        out[f"slo_attainment_{name}"] = float(ok / k) if k else 0.0
+        out[f"goodput_rps_{name}"] = float(ok / span) if span and span > 0 else 0.0
+        out[f"rejected_rate_{name}"] = float(sol.rejected[sel].sum() / k) if k else 0.0
+        out[f"ttft_p99_s_{name}"] = _pct(pr["ttft_s"][sel], 99, np.inf)
+        out[f"tpot_p99_s_{name}"] = _pct(pr["tpot_s"][sel], 99, 0.0)
+    return out
 
 
 def transfer_metrics(sol: LLMServeSolution) -> dict[str, float]:

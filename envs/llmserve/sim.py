@@ -10,10 +10,21 @@ decode replica) or when a transfer frees its blocks.
 Decisions can be taken inline (a router callable and a queue-ordering key: the fast path used by
 benchmarks and baselines) or handed out one at a time to an agent: :meth:`Simulator.decisions` is
 a generator that yields :class:`Decision` objects and receives the agent's choice with ``send``.
+
+Admission (off by default: every arrival is admitted, exactly as without it). With an ``admission``
+rule or ``agent_gates``, every arriving request is *admitted* (routed and queued), *deferred* or
+*rejected* (never served; it counts against SLO attainment and goodput). A deferred request waits
+in the simulator's deferral pool and is decided again at the next iteration end that completes a
+request (pooled requests are re-decided oldest first, stopping at the first one deferred again);
+at its deadline (its arrival + ``max_defer_s``, by default its class's TTFT SLO) it is rejected
+(``expire``). Every admission decision is logged (``adm_*`` arrays of the solution) for the
+validator. At equal times arrivals come first, then transfer ends, then deadlines, then iteration
+ends.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -30,12 +41,24 @@ from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 
 #: A queue-ordering key: ``key(sim, replica, rid)``; smaller first (stable: ties keep FCFS order).
 QueueKey = Callable[["Simulator", Replica, int], float]
+#: An admission rule: ``rule(sim, rid, replica) -> ADMIT | DEFER | REJECT`` (``replica``: the
+#: replica the router chose for ``rid``; deciding costs nothing when the rule admits).
+AdmissionRule = Callable[["Simulator", int, int], int]
+
+#: admission outcomes (gate decisions; also the ``adm_kind`` codes of the log, plus EXPIRE)
+ADMIT, DEFER, REJECT, EXPIRE = 0, 1, 2, 3
+#: route choices of a gated route decision that do not pick a replica
+ROUTE_DEFER, ROUTE_REJECT = -1, -2
 
 
 @dataclass
 class Decision:
-    """A pending decision. ``kind`` is ``"route"`` (choose a replica for ``rid``) or ``"admit"``
-    (choose a waiting request of ``replica`` from ``candidates`` to admit next, or -1 to run)."""
+    """A pending decision. ``kind`` is ``"route"`` (choose a replica for ``rid``; with ``gate`` also
+    :data:`ROUTE_DEFER` or :data:`ROUTE_REJECT`), ``"gate"`` (admit :data:`ADMIT`, defer :data:`DEFER`
+    or reject :data:`REJECT` request ``rid``, which the router sends to ``replica``) or ``"admit"``
+    (choose a waiting request of ``replica`` from ``candidates`` to admit next, or -1 to run).
+    ``deferred``: ``rid`` was deferred before; ``deadline``: the time it is rejected unless admitted
+    (inf before its first deferral: it may be deferred until arrival + ``max_defer_s``)."""
 
     kind: str
     time: float
@@ -43,6 +66,9 @@ class Decision:
     replica: int = -1
     candidates: tuple[int, ...] = ()
     must_admit: bool = False
+    gate: bool = False
+    deferred: bool = False
+    deadline: float = math.inf
 
 
 class Simulator:
@@ -58,11 +84,17 @@ class Simulator:
         agent_routes: yield a ``route`` decision at every arrival.
         agent_admits: yield ``admit`` decisions at iteration boundaries with admissible requests.
         seed: seed of the random router (the decode router of a disaggregated cluster uses ``seed + 1``).
+        admission: an admission rule (:data:`AdmissionRule`) applied to every arrival after routing
+            (also when the agent routes); None: admit everything (the default).
+        agent_gates: the agent decides admission: a gated ``route`` decision when ``agent_routes``,
+            else a ``gate`` decision after the inline router (overrides ``admission``).
+        max_defer_s: longest deferral, seconds after arrival (None: the request's class's TTFT SLO).
     """
 
     def __init__(self, instance: LLMServeInstance, router: str | Callable = "round_robin",
                  queue_key: QueueKey | None = None, agent_routes: bool = False, agent_admits: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, admission: AdmissionRule | None = None, agent_gates: bool = False,
+                 max_defer_s: float | None = None):
         self.inst = instance
         self.st = ReqState.create(instance.arrival, instance.prompt, instance.output)
         self.log = IterLog()
@@ -84,6 +116,24 @@ class Simulator:
         self.agent_routes = agent_routes
         self.agent_admits = agent_admits
         self.rejected = [False] * instance.n_requests
+        #: requests not served (any reason), in the order they were rejected (rewards read it)
+        self.reject_log: list[int] = []
+        #: requests that completed, in completion order (admission rules read it)
+        self.done_log: list[int] = []
+        self.admission = admission
+        self.agent_gates = bool(agent_gates)
+        self.gated = self.agent_gates or admission is not None
+        if max_defer_s is not None and not (max_defer_s >= 0 and math.isfinite(max_defer_s)):
+            raise ValueError(f"max_defer_s must be a finite number >= 0 (seconds), got {max_defer_s}")
+        self.max_defer_s = max_defer_s
+        self.shed = [False] * instance.n_requests  # rejected by an admission decision
+        self.deferred: list[int] = []  # the deferral pool, oldest first
+        self.deadline = [math.inf] * instance.n_requests
+        self._dl_heap: list[tuple[float, int]] = []
+        self.adm_req: list[int] = []
+        self.adm_time: list[float] = []
+        self.adm_kind: list[int] = []
+        self.adm_deadline: list[float] = []
         self._check_servable()
         self.now = 0.0
         self.next_arrival = 0
@@ -191,11 +241,98 @@ class Simulator:
         self.st.replica[rid] = target
         if not self.accepts(rep, rid):
             self.rejected[rid] = True
+            self.reject_log.append(rid)
             self.n_done += 1
             return None
         rep.enqueue(rid)
         self._update_view(rep)
         return rep
+
+    # ------------------------------------------------------------------------------------------
+    # admission
+    # ------------------------------------------------------------------------------------------
+    def defer_limit(self, rid: int) -> float:
+        """The latest time ``rid`` may stay deferred: its deadline once deferred, else arrival +
+        ``max_defer_s`` (default: its class's TTFT SLO), seconds."""
+        if self.deadline[rid] != math.inf:
+            return self.deadline[rid]
+        inst = self.inst
+        d = self.max_defer_s if self.max_defer_s is not None else float(inst.slo_ttft[inst.klass[rid]])
+        return self.st.arrival[rid] + d
+
+    def _log_adm(self, rid: int, t: float, kind: int, deadline: float = math.nan) -> None:
+        self.adm_req.append(rid)
+        self.adm_time.append(t)
+        self.adm_kind.append(kind)
+        self.adm_deadline.append(deadline)
+
+    def _shed(self, rid: int, t: float, kind: int) -> None:
+        self._log_adm(rid, t, kind)
+        self.rejected[rid] = True
+        self.shed[rid] = True
+        self.st.replica[rid] = -1
+        self.reject_log.append(rid)
+        self.n_done += 1
+
+    def _gate(self, rid: int, t: float, deferred: bool) -> Generator[Decision, int, int]:
+        """Route and admit, defer or reject ``rid`` at time ``t``; returns the outcome."""
+        limit = self.defer_limit(rid)
+        target = -1
+        if self.agent_routes:
+            choice = yield Decision("route", t, rid=rid, gate=self.agent_gates, deferred=deferred,
+                                    deadline=self.deadline[rid])
+            choice = int(choice) if choice is not None else 0
+            if self.agent_gates and choice in (ROUTE_DEFER, ROUTE_REJECT):
+                act = DEFER if choice == ROUTE_DEFER else REJECT
+            else:
+                target = choice if 0 <= choice < self.n_route else 0
+                act = ADMIT if self.agent_gates else int(self.admission(self, rid, target))
+        else:
+            target = self._route_inline(rid)
+            if self.agent_gates:
+                act = yield Decision("gate", t, rid=rid, replica=target, deferred=deferred,
+                                     deadline=self.deadline[rid])
+                act = int(act) if act in (ADMIT, DEFER, REJECT) else ADMIT
+            else:
+                act = int(self.admission(self, rid, target))
+        if act == DEFER and not t < limit:
+            act = REJECT  # no deferral past the deadline
+        if act == ADMIT:
+            self._log_adm(rid, t, ADMIT)
+            rep = self._arrive(rid, target, t)
+            if rep is not None and not rep.busy:
+                if self.agent_admits:
+                    yield from self._form_agent(rep, t)
+                else:
+                    self._form_inline(rep, t)
+        elif act == DEFER:
+            self._log_adm(rid, t, DEFER, limit)
+            if not deferred:
+                self.deadline[rid] = limit
+                self.deferred.append(rid)
+                heapq.heappush(self._dl_heap, (limit, rid))
+        else:
+            self._shed(rid, t, REJECT)
+        return act
+
+    def _redecide(self, t: float) -> Generator[Decision, int, None]:
+        """Offer the deferral pool again, oldest first, until a request is deferred again."""
+        pool = self.deferred
+        while pool:
+            rid = pool[0]
+            act = yield from self._gate(rid, t, deferred=True)
+            if act == DEFER:
+                return
+            pool.remove(rid)  # admitted or rejected (the agent may have reordered nothing: it is pool[0])
+
+    def _expire(self, t: float) -> None:
+        """Reject the deferred requests whose deadline is ``t``."""
+        h = self._dl_heap
+        while h and h[0][0] <= t:
+            _, rid = heapq.heappop(h)
+            if rid in self.deferred:
+                self.deferred.remove(rid)
+                self._shed(rid, t, EXPIRE)
 
     # ------------------------------------------------------------------------------------------
     def decisions(self) -> Generator[Decision, int, None]:
@@ -214,11 +351,15 @@ class Simulator:
             ai = self.next_arrival
             ta = arr[ai] if ai < n else math.inf
             tx = pdx.next_end if pdx is not None else math.inf
-            if ta == math.inf and rmin is None and tx == math.inf:
+            td = self._dl_heap[0][0] if self._dl_heap else math.inf
+            if ta == math.inf and rmin is None and tx == math.inf and td == math.inf:
                 break
-            if ta <= tmin and ta <= tx:
+            if ta <= tmin and ta <= tx and ta <= td:
                 self.now = ta
                 self.next_arrival = ai + 1
+                if self.gated:
+                    yield from self._gate(ai, ta, deferred=False)
+                    continue
                 if self.agent_routes:
                     target = yield Decision("route", ta, rid=ai)
                     target = int(target) if target is not None and 0 <= int(target) < n_route else 0
@@ -230,6 +371,9 @@ class Simulator:
                         self._form_inline(rep, ta)
                     else:
                         yield from self._form_agent(rep, ta)
+            elif td < tx and td <= tmin:
+                self.now = td
+                self._expire(td)
             elif tx <= tmin:
                 self.now = tx
                 _, src, dst = pdx.complete()
@@ -244,6 +388,7 @@ class Simulator:
                 self.now = tmin
                 done = rmin.end_batch()
                 self.n_done += len(done)
+                self.done_log.extend(done)
                 if pdx is not None and rmin.handoff:
                     pdx.handoff(rmin, tmin)
                 if inline_admit:
@@ -252,6 +397,8 @@ class Simulator:
                     yield from self._form_agent(rmin, tmin)
                 if pdx is not None and rmin.role == "decode":
                     pdx.try_book(rmin, tmin)
+                if self.deferred and done:
+                    yield from self._redecide(tmin)
         self.done = True
 
     def run(self) -> LLMServeSolution:
@@ -276,7 +423,14 @@ class Simulator:
             num_blocks=np.array([r.num_blocks for r in self.replicas], np.int64),
             block_size=self.replicas[0].bs if self.replicas else 16,
             kv_peak_blocks=np.array([r.peak for r in self.replicas], np.int64),
-            **(self.pdx.arrays() if self.pdx is not None else {}))
+            **(self.pdx.arrays() if self.pdx is not None else {}), **self._admission_arrays())
+
+    def _admission_arrays(self) -> dict:
+        if not self.gated:
+            return {}
+        return {"shed": np.array(self.shed, bool), "adm_req": np.array(self.adm_req, np.int64),
+                "adm_time": np.array(self.adm_time), "adm_kind": np.array(self.adm_kind, np.int64),
+                "adm_deadline": np.array(self.adm_deadline)}
 
     @property
     def iterations(self) -> int:
@@ -315,6 +469,8 @@ def _capacity_fix(rep: Replica, inst: LLMServeInstance) -> str:
 
 
 def simulate(instance: LLMServeInstance, router: str | Callable = "round_robin", queue_key: QueueKey | None = None,
-             seed: int = 0) -> LLMServeSolution:
-    """Simulate ``instance`` with an inline router and queue order (FCFS by default)."""
-    return Simulator(instance, router=router, queue_key=queue_key, seed=seed).run()
+             seed: int = 0, admission: AdmissionRule | None = None, max_defer_s: float | None = None) -> LLMServeSolution:
+    """Simulate ``instance`` with an inline router, queue order (FCFS by default) and admission rule
+    (None: admit everything)."""
+    return Simulator(instance, router=router, queue_key=queue_key, seed=seed, admission=admission,
+                     max_defer_s=max_defer_s).run()

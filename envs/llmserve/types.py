@@ -217,8 +217,9 @@ class LLMServeSolution:
     """The complete trace of one simulation: per-request outcomes and the iteration log.
 
     Attributes:
-        replica: (N,) int64 replica each request was routed to (-1: rejected at arrival).
-        rejected: (N,) bool request longer than the replica's KV capacity or model length.
+        replica: (N,) int64 replica each request was routed to (-1: rejected by admission control).
+        rejected: (N,) bool request not served: longer than the replica's KV capacity or model
+            length, or rejected by admission control (``shed``).
         first_token: (N,) float64 time the first output token was produced, seconds (nan if rejected).
         completion: (N,) float64 time the last output token was produced, seconds (nan if rejected).
         first_scheduled: (N,) float64 start of the first iteration that processed the request.
@@ -247,6 +248,12 @@ class LLMServeSolution:
         tx_ready: (X,) float64 time the prefill finished (first token), seconds.
         tx_start: (X,) float64 time the transfer started on the link (decode blocks reserved), seconds.
         tx_end: (X,) float64 time the KV cache is usable on the decode replica, seconds.
+        shed: (N,) bool rejected by an admission decision (a subset of ``rejected``); None: the run
+            had no admission control (every arrival admitted).
+        adm_req, adm_time, adm_kind: (D,) admission decisions in the order taken: request, time
+            (seconds), kind 0 = admit, 1 = defer, 2 = reject, 3 = expire (rejected at its deferral
+            deadline). Empty without admission control.
+        adm_deadline: (D,) float64 deadline of each defer decision, seconds (nan for the other kinds).
     """
 
     replica: np.ndarray
@@ -279,6 +286,11 @@ class LLMServeSolution:
     tx_ready: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tx_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tx_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    shed: np.ndarray | None = None
+    adm_req: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    adm_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    adm_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    adm_deadline: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_transfers(self) -> int:

@@ -22,7 +22,8 @@ times and checks:
   swaps only what the swap events at its start can move, holds at most ``batch_cap`` requests and
   keeps the token budget (vLLM v0: batch size x longest prefill <= ``max_tokens_in_batch``;
   Sarathi: tokens <= ``chunk_size`` when a prefill chunk is in the batch);
-* rejections: only requests that can never fit the replica are rejected.
+* rejections: only requests that can never fit the replica are rejected, unless admission control
+  rejected them (``shed``; its decisions are checked by :mod:`schedgym.envs.llmserve.validate_admission`).
 
 Prefill/decode disaggregation (``instance.pd``): a request routed to a prefill replica runs its
 prompt there and emits its first token there (TTFT ends on the prefill replica); then, if it wants
@@ -47,6 +48,7 @@ import numpy as np
 from schedgym.envs.core.errors import InfeasibleSolution
 from schedgym.envs.llmserve.iteration_check import ReplicaTiming
 from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
+from schedgym.envs.llmserve.validate_admission import check_admission
 
 EPS = 1e-9
 
@@ -331,8 +333,10 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
         return (-(-tokens // bs) > sol.num_blocks[rp] - wm or
                 (spec.scheduler == "vllm_v0" and tokens > spec.max_tokens_in_batch))
 
+    check_admission(inst, sol)
+    shed = sol.shed if sol.shed is not None else np.zeros(n, bool)
     pd = inst.pd
-    for r in np.flatnonzero(sol.rejected):
+    for r in np.flatnonzero(sol.rejected & ~shed):
         total = int(inst.prompt[r] + inst.output[r])
         rp = int(sol.replica[r]) if sol.replica[r] >= 0 else 0
         if pd is None:
