@@ -107,6 +107,7 @@ def train_self_labeling(
     label_policies: list[Any] | None = None,
     eval_metric: str | None = None,
     domain: str | None = None,
+    epochs: int = 1,
 ) -> dict[str, Any]:
     """Train ``policy`` (a MaskableActorCriticPolicy) by self-labeling; returns a summary.
 
@@ -116,6 +117,9 @@ def train_self_labeling(
 
     ``domain`` (a registered domain name): build each instance's envs with the domain's
     ``make_env``, sized to the instance; otherwise all instances share envs padded for ``generator``.
+
+    ``epochs``: passes of gradient steps over each label's (state, action) pairs (episodes of a
+    few dozen decisions give one minibatch per pass).
 
     ``objective`` (for example ``makespan``) ranks the candidate labels of a training instance.
     Saves ``policy.pt`` (last) and ``best_policy.pt`` (best ``eval_fn`` value of ``eval_metric``,
@@ -169,7 +173,8 @@ def train_self_labeling(
             if r_val < best_val:
                 best_val, b_obs, b_mask, b_act = r_val, r_obs, r_mask, r_act
         policy.set_training_mode(True)
-        order = rng.permutation(len(b_act))
+        order = np.concatenate([rng.permutation(len(b_act)) for _ in range(max(1, int(epochs)))]) \
+            if epochs > 1 else rng.permutation(len(b_act))
         losses = []
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]

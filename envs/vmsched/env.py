@@ -56,7 +56,12 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 ``instance`` (name, path, instance or list of them), ``generator`` (callable ``rng -> VMInstance``),
 ``mnl`` (migration number limit, a whole number >= 0; None: the instance's; given, it replaces the
 instance's limit: ``env.instance.mnl`` is the episode's limit), ``max_pms`` / ``max_vms`` (padded sizes),
-``migration_cost`` (reward per migration), ``invalid_action_penalty``, ``render_mode`` (``"rgb_array"``).
+``migration_cost`` (reward per migration), ``invalid_action_penalty``, ``render_mode`` (``"rgb_array"``),
+``action_mode``: ``"two_phase"`` (default, the above) or ``"vm"``: one decision per migration, the
+policy picks a VM (or STOP) and the env moves it to its best target by fragment-core change
+(:func:`schedgym.envs.vmsched.targets.best_targets`: fewest fragment cores added, ties best-fit);
+the phase is always 0, and node feature 10 of every VM holds the fragment cores that move would
+remove (/ 16; 0 where the VM cannot move), see :mod:`schedgym.envs.vmsched.targets`.
 
 ## Version History
 * v0: initial version.
@@ -78,11 +83,14 @@ from schedgym.envs.vmsched.generator import VMClusterGenerator
 from schedgym.envs.vmsched.instances import load_instance
 from schedgym.envs.vmsched.metrics import metrics
 from schedgym.envs.vmsched.state import VMState
+from schedgym.envs.vmsched.targets import best_targets
 from schedgym.envs.vmsched.types import VMInstance, VMSolution, check_mnl
 
 N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 3
 N_GLOBALS = 8
+#: ``two_phase``: VM then target; ``vm``: VM only, the env picks the target (module docstring)
+ACTION_MODES = ("two_phase", "vm")
 
 InstanceSpec = str | VMInstance | Sequence[str | VMInstance] | None
 
@@ -100,8 +108,14 @@ class VMRescheduleEnv(SchedEnv):
         migration_cost: float = 0.0,
         invalid_action_penalty: float = -1.0,
         render_mode: str | None = None,
+        action_mode: str = "two_phase",
     ):
         super().__init__(render_mode)
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+        self.action_mode = action_mode
+        self._auto = action_mode == "vm"
+        self._auto_target: np.ndarray | None = None
         self.mnl_arg = None if mnl is None else check_mnl(mnl, "mnl")
         self.migration_cost = float(migration_cost)
         self.invalid_action_penalty = float(invalid_action_penalty)
@@ -258,9 +272,19 @@ class VMRescheduleEnv(SchedEnv):
             mask[: st.V] = vm_ok
             mask[self.stop_action] = st.stop_allowed(vm_ok)
             self._vm_ok = vm_ok
+            if self._auto:
+                self._refresh_targets()
         else:
             mask[: 2 * st.P] = st.target_mask(self.selected).ravel()
         self._mask = mask
+
+    def _refresh_targets(self) -> None:
+        """``vm`` action mode: every VM's best target now, and its fragment-core gain written into
+        node feature 10 of the VM rows (kept in :meth:`_state_features`' array)."""
+        target, gain = best_targets(self.state)
+        self._auto_target = target
+        x = self._state_features()
+        x[self._vr, 10] = np.where(target >= 0, gain / self.state.g, 0.0)
 
     def _apply(self, action) -> StepOutcome:
         a = int(action)
@@ -276,25 +300,32 @@ class VMRescheduleEnv(SchedEnv):
         if self.phase == 0:
             if a == self.stop_action:
                 terminated = True
+            elif self._auto:
+                pm, numa = divmod(int(self._auto_target[a]), 2)
+                reward, terminated = self._migrate(a, pm, numa)
             else:
                 self.selected = a
                 self.phase = 1
         else:
             pm, numa = divmod(a, 2)
-            before = st.fragment_rate()
-            v = self.selected
-            p0 = int(st.vm_pm[v])
-            st.move(v, pm, numa)
-            self._update_features(v, p0, pm)
-            self._update_edge(v)
-            reward = before - st.fragment_rate() - self.migration_cost
-            self.phase = 0
-            self.selected = -1
-            terminated = st.migrations_left <= 0
+            reward, terminated = self._migrate(self.selected, pm, numa)
         if terminated:
             self.done = True
         self._refresh()
         return StepOutcome(float(reward), terminated, False, invalid=False)
+
+    def _migrate(self, v: int, pm: int, numa: int) -> tuple[float, bool]:
+        """Move VM ``v`` to ``(pm, numa)``; returns (reward, whether the migrations are used up)."""
+        st = self.state
+        before = st.fragment_rate()
+        p0 = int(st.vm_pm[v])
+        st.move(v, pm, numa)
+        self._update_features(v, p0, pm)
+        self._update_edge(v)
+        reward = before - st.fragment_rate() - self.migration_cost
+        self.phase = 0
+        self.selected = -1
+        return reward, st.migrations_left <= 0
 
     # ------------------------------------------------------------------------------------------
     # observation and info

@@ -110,6 +110,7 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
         ckpt_meta={"name": cfg.agent.name, "seed": int(cfg.seed)},
         label_policies=hydra.utils.instantiate(cfg.agent.get("label_policies") or [], _convert_="all"),
         domain=cfg.env.domain,
+        **({"epochs": int(algo.epochs)} if "epochs" in algo else {}),
     )
     if writer is not None:
         writer.close()
