@@ -143,11 +143,13 @@ class KVAdmission:
         self.min_history = int(min_history)
         self.refresh = int(refresh)
         self._sorted: list[int] = []
-        self._arr = np.zeros(0, np.int64)
+        self._tab: np.ndarray | None = None
         self._seen = 0
         self._built = 0
 
-    def _history(self, sim) -> np.ndarray:
+    def _table(self, sim) -> np.ndarray | None:
+        """Predicted remaining output by tokens generated so far (index g; the last entry serves
+        every longer g), rebuilt every ``refresh`` completions; None before ``min_history``."""
         log = sim.done_log
         if len(log) > self._seen:
             out = sim.st.output
@@ -155,39 +157,48 @@ class KVAdmission:
                 insort(self._sorted, out[r])
             self._seen = len(log)
         if len(self._sorted) >= self.min_history and len(self._sorted) - self._built >= self.refresh:
-            self._arr = np.array(self._sorted, np.int64)
+            h = np.array(self._sorted, np.int64)
+            g = np.arange(int(h[-1]) + 1)
+            idx = np.searchsorted(h, g, side="right")
+            tail = len(h) - idx
+            pos = np.minimum(idx + (self.quantile * np.maximum(tail - 1, 0)).astype(np.int64), len(h) - 1)
+            self._tab = np.append(np.where(tail > 0, np.maximum(h[pos] - g, 1), 1), 1)
             self._built = len(self._sorted)
-        return self._arr
+        return self._tab
 
-    def remaining(self, sim, rids: list[int]) -> np.ndarray:
-        """Predicted remaining output tokens of ``rids`` (at least 1 each)."""
+    def remaining(self, sim, rids: list[int], gen: np.ndarray | None = None) -> np.ndarray:
+        """Predicted remaining output tokens of ``rids`` (at least 1 each); ``gen``: their generated
+        tokens (read from the simulator when None)."""
         st = sim.st
-        gen = np.array([st.gen[r] for r in rids], np.int64)
+        if gen is None:
+            g = st.gen
+            gen = np.fromiter((g[r] for r in rids), np.int64, len(rids))
         if self.predictor == "oracle":
-            return np.maximum(np.array([st.output[r] for r in rids], np.int64) - gen, 1)
-        h = self._history(sim)
-        if len(h) == 0:
+            out = st.output
+            return np.maximum(np.fromiter((out[r] for r in rids), np.int64, len(rids)) - gen, 1)
+        tab = self._table(sim)
+        if tab is None:
             return np.maximum(self.prior_output - gen, 1)
-        idx = np.searchsorted(h, gen, side="right")
-        tail = len(h) - idx
-        pos = np.minimum(idx + np.floor(self.quantile * np.maximum(tail - 1, 0)).astype(np.int64), len(h) - 1)
-        return np.where(tail > 0, np.maximum(h[pos] - gen, 1), 1)
+        return tab[np.minimum(gen, len(tab) - 1)]
 
     def __call__(self, sim, rid: int, k: int) -> int:
         rep = sim.replicas[k]
         st = sim.st
-        rids = rep.running + rep.batch + rep.swapped + rep.waiting + [rid]
-        held = [st.proc[r] if st.pdone[r] else st.P[r] for r in rids]
-        rem = self.remaining(sim, rids)
+        rids = rep.running + rep.batch + rep.swapped + rep.waiting
+        rids.append(rid)
+        n = len(rids)
+        P, proc, pdone, g = st.P, st.proc, st.pdone, st.gen
+        held = np.fromiter((proc[r] if pdone[r] else P[r] for r in rids), np.int64, n)
+        rem = self.remaining(sim, rids, np.fromiter((g[r] for r in rids), np.int64, n))
+        cap = (rep.num_blocks - rep.watermark) * self.headroom
+        if (held.sum() + rem.sum()) / rep.bs + n <= cap:  # every request at its own peak at once fits
+            return ADMIT
         order = np.argsort(rem, kind="stable")
         r_s = rem[order]
-        c_s = np.asarray(held, np.int64)[order]
-        suffix = np.cumsum(c_s[::-1])[::-1]
-        alive = len(r_s) - np.arange(len(r_s))
+        suffix = np.cumsum(held[order][::-1])[::-1]
+        alive = n - np.arange(n)
         peak_blocks = np.max((suffix + r_s * alive) / rep.bs + alive)
-        if peak_blocks <= (rep.num_blocks - rep.watermark) * self.headroom:
-            return ADMIT
-        return DEFER
+        return ADMIT if peak_blocks <= cap else DEFER
 
 
 class QueueLengthAdmission:

@@ -92,27 +92,35 @@ def gpudag_slr_vs_ccr(rows, published, out: Path) -> list[Path]:
 
 
 def llmserve_goodput_vs_load(rows, published, out: Path) -> list[Path]:
+    """Goodput against offered load: one figure per workload set with at least two rates
+    (``llmserve_goodput_vs_load.png`` for ``azure_conv_load`` or a lone set, else
+    ``llmserve_goodput_vs_load_<set>.png``); admission rows are drawn dashed."""
     rows = [r for r in rows if r["domain"] == "llmserve"]
 
     def rate(r):
         m = re.search(r"rate=([0-9.]+)", r["instance"])
         return float(m.group(1)) if m else None
 
-    means = _mean_by(rows, rate, "goodput_rps")
-    rates = {k[1] for k in means}
-    if len(rates) < 2:
-        return []
-    fig = new_figure(7, 4.5, dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    for policy in sorted({k[0] for k in means}):
-        pts = sorted((c, v) for (p, c), v in means.items() if p == policy)
-        if len(pts) > 1:
-            ax.plot([c for c, _ in pts], [v for _, v in pts], marker="o", label=policy)
-    ax.set_xlabel("offered load (requests/s)")
-    ax.set_ylabel("goodput (requests/s meeting both SLOs)")
-    ax.set_title("LLM serving: goodput against load")
-    ax.legend(fontsize=7)
-    return [_save(fig, out / "llmserve_goodput_vs_load.png")]
+    sets = sorted({r.get("instance_set", "") for r in rows})
+    paths: list[Path] = []
+    for iset in sets:
+        means = _mean_by([r for r in rows if r.get("instance_set", "") == iset], rate, "goodput_rps")
+        if len({k[1] for k in means}) < 2:
+            continue
+        fig = new_figure(7, 4.5, dpi=100)
+        ax = fig.add_subplot(1, 1, 1)
+        for policy in sorted({k[0] for k in means}):
+            pts = sorted((c, v) for (p, c), v in means.items() if p == policy)
+            if len(pts) > 1:
+                ax.plot([c for c, _ in pts], [v for _, v in pts], marker="o", label=policy,
+                        ls="--" if policy.startswith("adm_") else "-")
+        ax.set_xlabel("offered load (requests/s)")
+        ax.set_ylabel("goodput (requests/s meeting both SLOs)")
+        ax.set_title(f"LLM serving: goodput against load ({iset})" if iset else "LLM serving: goodput against load")
+        ax.legend(fontsize=7)
+        lone = iset == "azure_conv_load" or len(sets) == 1
+        paths.append(_save(fig, out / ("llmserve_goodput_vs_load.png" if lone else f"llmserve_goodput_vs_load_{iset}.png")))
+    return paths
 
 
 PLOTS: dict[str, list[PlotFn]] = {

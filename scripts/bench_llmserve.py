@@ -2,6 +2,9 @@
 
     python scripts/bench_llmserve.py              # fidelity table, speed, capacity knee
     python scripts/bench_llmserve.py --no-knee    # skip the capacity search
+    python scripts/bench_llmserve.py --no-knee --overload   # + 4-replica knee, goodput under overload
+                                                            #   per admission rule, decisions per CPU-s
+    python scripts/bench_llmserve.py --only-overload        # only that section
 
 Vidur's figures, its commit, the command and the workload names that rebuild its inputs here are read
 from one file, ``envs/data/llmserve/vidur_reference.json`` (a local run of Vidur, not the paper's
@@ -51,10 +54,17 @@ def run_config(name: str):
     }
 
 
-def knee(n: int = 2000, lo: float = 1.0, hi: float = 10.0, steps: int = 9, criterion: str = "slo") -> tuple[float, list]:
+VIDUR_KNEE = "azure_conv:rate={rate:.4f}:n={n}:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur"
+#: the default leaderboard's LLM setup (conf/workload/azure_conv.yaml) at a given total rate
+CLUSTER4 = "azure_conv:rate={rate:.4f}:n={n}:replicas=4:ttft=0.5:tpot=0.05:seed=0"
+
+
+def knee(n: int = 2000, lo: float = 1.0, hi: float = 10.0, steps: int = 9, criterion: str = "slo",
+         template: str = VIDUR_KNEE, replicas: int = 1) -> tuple[float, list]:
     """Highest rate per replica under the criterion (bisection): ``slo`` = TTFT p90 <= 2 s and TBT p99
     <= 200 ms (the paper's); ``delay`` = scheduling delay p99 <= 5 s (the criterion of Vidur's
-    ``capacity_search.py``; 5 s is our reading of its default)."""
+    ``capacity_search.py``; 5 s is our reading of its default). ``template`` is the workload name
+    with ``{rate}`` (the total rate: per replica x ``replicas``) and ``{n}``; FCFS, round robin."""
     from schedgym.envs.llmserve.metrics import metrics
     from schedgym.envs.llmserve.sim import simulate
     from schedgym.envs.llmserve.workload import build_workload
@@ -62,7 +72,7 @@ def knee(n: int = 2000, lo: float = 1.0, hi: float = 10.0, steps: int = 9, crite
     probes = []
 
     def ok(rate: float) -> bool:
-        inst = build_workload(f"azure_conv:rate={rate:.4f}:n={n}:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur")
+        inst = build_workload(template.format(rate=rate * replicas, n=n))
         sol = simulate(inst)
         m = metrics(inst, sol)
         delay = float(np.percentile(sol.first_scheduled - inst.arrival, 99))
@@ -79,10 +89,133 @@ def knee(n: int = 2000, lo: float = 1.0, hi: float = 10.0, steps: int = 9, crite
     return lo, probes
 
 
+#: load multiples of the overload section (x the 4-replica knee) and its policies: (label, router, rule, options)
+LOAD_MULTIPLES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+OVERLOAD_POLICIES = (("fcfs + round robin", "round_robin", None, {}),
+                     ("least outstanding", "least_outstanding", None, {}),
+                     ("adm_slo", "least_outstanding", "slo", {}),
+                     ("adm_kv", "least_outstanding", "kv", {}),
+                     ("adm_queue_len", "least_outstanding", "queue_len", {}))
+
+
+class _TimedRule:
+    """An admission rule that adds up the CPU time of its calls (seconds)."""
+
+    def __init__(self, rule):
+        self.rule, self.cpu, self.calls = rule, 0.0, 0
+
+    def __call__(self, sim, rid, k):
+        t = time.process_time()
+        out = self.rule(sim, rid, k)
+        self.cpu += time.process_time() - t
+        self.calls += 1
+        return out
+
+
+def overload(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, validate_runs: bool = True) -> None:
+    """The 4-replica knee, goodput per load multiple for each admission rule (mean over ``seeds``),
+    the bars of issue 13 and the decision rates (inline rules, and the envs with their graph
+    observation)."""
+    from schedgym.baselines.llm_admission import make_rule
+    from schedgym.envs.llmserve.metrics import metrics
+    from schedgym.envs.llmserve.sim import Simulator
+    from schedgym.envs.llmserve.validate import validate
+    from schedgym.envs.llmserve.workload import build_workload
+
+    k, probes = knee(n=n, lo=1.0, hi=10.0, steps=9, template=CLUSTER4, replicas=4)
+    print("\nCapacity knee, 4 replicas (the leaderboard's setup: " + CLUSTER4.format(rate=0, n=n).replace(
+        "rate=0.0000:", "") + "; FCFS, round robin;\nTTFT p90 <= 2 s and TBT p99 <= 200 ms; bisection over the rate "
+          "per replica)")
+    for rate, t90, tbt, _delay, good in probes:
+        print(f"  {rate * 4:7.3f} req/s: TTFT p90 {t90:6.3f} s, TBT p99 {tbt * 1e3:6.1f} ms  {'ok' if good else 'violated'}")
+    knee_rps = round(4 * k, 1)
+    print(f"  knee: {knee_rps:.1f} req/s ({k:.2f} per replica)")
+    print(f"\nGoodput (req/s meeting both SLOs) against load, mean of seeds {list(seeds)}, {n} requests each; "
+          f"admission rules route by least outstanding\n")
+    hdr = f"{'policy':20}" + "".join(f"{m:>7.2f}x" for m in LOAD_MULTIPLES)
+    print(hdr + "   (x the knee; rejected rate at 2x)")
+    table: dict[str, list[float]] = {}
+    rej2: dict[str, float] = {}
+    speed: dict[str, list[float]] = {}
+    for label, router, rule, opts in OVERLOAD_POLICIES:
+        row = []
+        for mult in LOAD_MULTIPLES:
+            g, rj = [], []
+            for seed in seeds:
+                inst = build_workload(CLUSTER4.format(rate=knee_rps * mult, n=n).replace("seed=0", f"seed={seed}"))
+                timed = _TimedRule(make_rule(rule, **opts)) if rule else None
+                sim = Simulator(inst, router=router, admission=timed)
+                c0 = time.process_time()
+                sol = sim.run()
+                cpu = time.process_time() - c0
+                if validate_runs:
+                    validate(inst, sol)
+                m = metrics(inst, sol)
+                g.append(m["goodput_rps"])
+                rj.append(m["rejected_rate"])
+                if timed is not None:
+                    sp = speed.setdefault(label, [0.0, 0.0, 0.0, 0.0])
+                    sp[0] += timed.calls
+                    sp[1] += timed.cpu
+                    sp[2] += len(sim.adm_req) + sim.iterations
+                    sp[3] += cpu
+            row.append(float(np.mean(g)))
+            if mult == LOAD_MULTIPLES[-1]:
+                rej2[label] = float(np.mean(rj))
+        table[label] = row
+        print(f"{label:20}" + "".join(f"{v:8.2f}" for v in row) + f"   {rej2[label]:.3f}")
+    peak = max(max(r) for r in table.values())
+    fcfs_peak = max(table[OVERLOAD_POLICIES[0][0]])
+    i15, i20 = LOAD_MULTIPLES.index(1.5), LOAD_MULTIPLES.index(2.0)
+    adm = [lab for lab, _, rule, _ in OVERLOAD_POLICIES if rule]
+    best15 = max(adm, key=lambda lab: table[lab][i15])
+    best20 = max(adm, key=lambda lab: table[lab][i20])
+    print(f"\npeak goodput (any policy, any load): {peak:.2f} req/s; FCFS's own peak {fcfs_peak:.2f}")
+    for mult, best, i, bar in ((1.5, best15, i15, 0.8), (2.0, best20, i20, 0.7)):
+        ratio = table[best][i] / peak
+        print(f"  bar at {mult}x: best admission rule {best} keeps {table[best][i]:.2f} = {ratio * 100:.0f} % of the "
+              f"peak (bar {bar * 100:.0f} %: {'met' if ratio >= bar else 'NOT met'}); {table[best][i] / fcfs_peak * 100:.0f} % "
+              f"of FCFS's peak; FCFS itself {table[OVERLOAD_POLICIES[0][0]][i] / peak * 100:.0f} %")
+    print("\nDecisions per CPU-second (bar: >= 20,000 with rules)")
+    for label, (calls, rcpu, dec, cpu) in speed.items():
+        print(f"  {label:14} rule alone: {calls / max(rcpu, 1e-12):10,.0f} admission decisions per CPU-s of the rule; "
+              f"simulator with the rule inline: {dec / cpu:8,.0f} decisions (admission decisions + batch formations) per CPU-s")
+    env_rates(knee_rps * 1.5)
+
+
+def env_rates(rate: float, n: int = 1000) -> None:
+    """Steps per CPU-second of the envs with ``admission="agent"`` driven by the SLO rule (each step
+    builds the padded graph observation)."""
+    import gymnasium as gym
+
+    import schedgym  # noqa: F401
+    from schedgym.baselines.llm_admission import AdmissionPolicy
+
+    name = CLUSTER4.format(rate=rate, n=n)
+    for env_id in ("schedgym/LLMRouting-v0", "schedgym/LLMQueue-v0"):
+        env = gym.make(env_id, instance=name, admission="agent", router="least_outstanding").unwrapped
+        pol = AdmissionPolicy("slo", router="least_outstanding")
+        obs, info = env.reset(seed=0)
+        pol.reset(env)
+        steps, done, c0 = 0, False, time.process_time()
+        while not done:
+            obs, _, term, trunc, info = env.step(pol.act(obs, info))
+            steps += 1
+            done = term or trunc
+        cpu = time.process_time() - c0
+        print(f"  {env_id} (admission=agent, adm_slo, graph observation, {rate:.1f} req/s): {steps} steps in "
+              f"{cpu:.2f} CPU-s = {steps / cpu:,.0f} steps per CPU-s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-knee", action="store_true")
+    ap.add_argument("--overload", action="store_true", help="add the 4-replica knee and overload section")
+    ap.add_argument("--only-overload", action="store_true", help="run only the overload section")
     args = ap.parse_args()
+    if args.only_overload:
+        overload()
+        return
     t0 = time.perf_counter()
     from schedgym.envs.llmserve.profiles import latency_model
     from schedgym.envs.llmserve.reference import vidur_reference
@@ -127,6 +260,8 @@ def main() -> None:
                 print(f"  {rate:6.3f} req/s: TTFT p90 {t90:7.3f} s, TBT p99 {tbt * 1e3:7.1f} ms, scheduling delay p99 "
                       f"{delay:7.3f} s  {'ok' if good else 'violated'}")
             print(f"  knee: {k:.2f} req/s per replica (the issue quotes about 4.4 for Vidur's search)")
+    if args.overload:
+        overload()
 
 
 if __name__ == "__main__":
