@@ -1,7 +1,8 @@
 """Online dispatching policies for ``schedgym/GPUDag-v0`` (static or online mode).
 
 Each decision picks a job by the rule, then that job's candidate task of highest upward rank, then
-the idle device on which it finishes earliest (ties: lowest index). The rules never wait.
+the idle device on which it finishes earliest (ties: lowest index). The rules never wait. They run in ``GPUDag-v0``'s ``pair`` and ``dispatch`` action modes (same
+schedule), not in ``task`` mode.
 
 ============  ===================================================================================
 dag_fifo      the job that arrived first
@@ -43,6 +44,9 @@ class DagDispatchPolicy:
 
     def reset(self, env) -> None:
         self.env = env.unwrapped
+        if getattr(self.env, "action_mode", "pair") == "task":
+            raise ValueError(f"{self.name} dispatches in event time: it needs GPUDag-v0 with action_mode 'pair' or "
+                             "'dispatch', not 'task'")
         self.rank = upward_rank(self.env.instance)
 
     def choose(self) -> tuple[int, int]:
@@ -72,4 +76,6 @@ class DagDispatchPolicy:
 
     def act(self, obs: Any, info: dict) -> int:
         t, d = self.choose()
+        if getattr(self.env, "action_mode", "pair") == "dispatch":
+            return t  # the env places it on the same earliest-finish idle device
         return int(self.env.encode_action(t, d))

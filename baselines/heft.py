@@ -224,6 +224,8 @@ class PlanReplayPolicy:
 
     def reset(self, env) -> None:
         self.env = env.unwrapped
+        if getattr(self.env, "action_mode", "pair") != "pair":
+            raise ValueError(f"{self.name} replays (task, device) pairs: it needs GPUDag-v0 with action_mode 'pair'")
         inst = self.env.instance
         plan = self.solver.solve(inst)
         D = inst.n_devices

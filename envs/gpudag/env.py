@@ -37,6 +37,16 @@ action sequence that picks ready tasks completes a valid schedule. Jobs arriving
 times known in advance (offline). ``action_device_node[t]`` is the device node of ready task ``t``'s
 earliest-finish placement.
 
+### Dispatch mode (``action_mode="dispatch"``)
+The event-driven dispatcher with the device chosen by the env: ``Discrete(max_tasks)``, action ``t``
+picks a ready task that has an idle eligible device, and the env assigns it to the idle eligible
+device on which it finishes earliest (ties: lowest index), as every online rule of
+:mod:`schedgym.baselines.dag_online` does. There is no wait action (the rules never wait).
+``action_device_node[t]`` is that device's node. Two more node features (16 in all) carry job-level
+state that job-ordering rules use: 14. remaining work of the task's job (sum of the mean times of
+its unassigned tasks) / time_scale; 15. the job's age (now - arrival) / time_scale, 0 before it
+arrives.
+
 ## Observation Space
 The padded graph of :mod:`schedgym.envs.core.graph_obs`: rows ``0..max_tasks-1`` are tasks, rows
 ``max_tasks..max_tasks+max_devices-1`` devices. Node features (times divided by ``time_scale`` = the
@@ -116,7 +126,7 @@ N_NODE_FEATURES = 14
 N_EDGE_FEATURES = 4
 N_GLOBALS = 5
 REWARDS = ("auto", "makespan", "jct")
-ACTION_MODES = ("pair", "task")
+ACTION_MODES = ("pair", "task", "dispatch")
 
 InstanceSpec = str | GPUDagInstance | Sequence[str | GPUDagInstance] | None
 
@@ -153,7 +163,8 @@ class GPUDagEnv(SchedEnv):
             (max_tasks, max_devices, max_edges))
         self.n_nodes = self.max_tasks + self.max_devices
         self.n_edge_slots = self.max_edges + self.max_tasks
-        if action_mode == "task":
+        self.n_node_features = N_NODE_FEATURES + (2 if action_mode == "dispatch" else 0)
+        if action_mode in ("task", "dispatch"):
             self.n_actions = self.max_tasks
             self.wait_action = -1  # no wait action in task mode
         else:
@@ -161,7 +172,7 @@ class GPUDagEnv(SchedEnv):
             self.wait_action = self.n_actions - 1
         self.action_space = gym.spaces.Discrete(self.n_actions)
         self.observation_space = padded_graph_space(
-            self.n_nodes, N_NODE_FEATURES, self.n_edge_slots, N_EDGE_FEATURES, self.n_actions, N_GLOBALS,
+            self.n_nodes, self.n_node_features, self.n_edge_slots, N_EDGE_FEATURES, self.n_actions, N_GLOBALS,
             extra={"action_device_node": gym.spaces.Box(0, self.n_nodes - 1, (self.n_actions,), np.int64)})
         self.state: GPUDagState | None = None
         self.instance: GPUDagInstance | None = None
@@ -171,7 +182,7 @@ class GPUDagEnv(SchedEnv):
         pair_dev = self.max_tasks + np.tile(np.arange(self.max_devices, dtype=np.int64), self.max_tasks)
         self._action_node = np.concatenate([pair_task, [0]])
         self._action_device_node = np.concatenate([pair_dev, [self.max_tasks]])
-        if action_mode == "task":
+        if action_mode in ("task", "dispatch"):
             self._action_node = np.arange(self.max_tasks, dtype=np.int64)
             self._action_device_node = np.full(self.max_tasks, self.max_tasks, dtype=np.int64)
         self.list_state: ListSchedule | None = None
@@ -215,7 +226,7 @@ class GPUDagEnv(SchedEnv):
         self.time_scale = float(max(ru.max(), 1e-12))
         self.reward_scale = float(self.reward_scale_arg or max(inst.min_time.sum() / D, 1e-12))
         ts = self.time_scale
-        x = np.zeros((self.n_nodes, N_NODE_FEATURES), dtype=np.float32)
+        x = np.zeros((self.n_nodes, self.n_node_features), dtype=np.float32)
         x[:T, 0] = inst.mean_time / ts
         x[:T, 1] = inst.min_time / ts
         x[:T, 2] = inst.max_time / ts
@@ -257,6 +268,8 @@ class GPUDagEnv(SchedEnv):
             mask = np.zeros(self.n_actions, dtype=bool)
             mask[list(self._cand)] = True
             return mask
+        if self.action_mode == "dispatch":
+            return self._dispatch_mask()
         st = self.state
         key = (id(st), st.n_decisions)
         if self._mask_key == key:
@@ -274,6 +287,8 @@ class GPUDagEnv(SchedEnv):
     def _is_valid(self, action: int) -> bool:
         if self.action_mode == "task":
             return action in self._cand
+        if self.action_mode == "dispatch":
+            return 0 <= action < self.n_actions and bool(self._dispatch_mask()[action])
         st = self.state
         if not 0 <= action < self.n_actions or st.done:
             return False
@@ -288,8 +303,16 @@ class GPUDagEnv(SchedEnv):
         a = int(action)
         if self.action_mode == "task":
             return self._apply_task(a)
+        if self.action_mode == "dispatch":
+            valid = self._is_valid(a)
+            # a valid task becomes the pair (task, earliest-finish idle device), then runs as in pair mode
+            return self._apply_pair(self.encode_action(a, self.dispatch_device(a)) if valid else None)
+        return self._apply_pair(a if self._is_valid(a) else None)
+
+    def _apply_pair(self, a: int | None) -> StepOutcome:
+        """Run pair action ``a`` (already validated; None: an invalid action)."""
         st = self.state
-        if not self._is_valid(a):
+        if a is None:
             self.n_invalid += 1
             truncated = self.n_invalid > max(st.n_tasks, 1) and not st.done
             return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
@@ -311,6 +334,12 @@ class GPUDagEnv(SchedEnv):
     def _observation(self) -> dict[str, np.ndarray]:
         if self.action_mode == "task":
             return self._observation_task()
+        if self.action_mode == "dispatch":
+            return self._observation_dispatch()
+        return self._observation_pair_layout()
+
+    def _observation_pair_layout(self) -> dict[str, np.ndarray]:
+        """The pair-mode observation (dispatch mode adds its own columns and action keys)."""
         st, inst = self.state, self.instance
         T, D = st.n_tasks, st.n_devices
         ts = self.time_scale
@@ -325,7 +354,7 @@ class GPUDagEnv(SchedEnv):
         dv = slice(self.max_tasks, self.max_tasks + D)
         x[dv, 12] = np.maximum(st.busy_until - now, 0.0) / ts
         amask = self._action_mask()
-        pm = amask[:-1].reshape(self.max_tasks, self.max_devices)
+        pm = self._pair_grid()
         x[: self.max_tasks, 13] = pm.any(axis=1)
         x[dv, 13] = pm.any(axis=0)[:D]
         ei, ea = self._ei0.copy(), self._ea0.copy()
@@ -365,6 +394,47 @@ class GPUDagEnv(SchedEnv):
             ls = self.list_state
             return gantt_rgb(self.instance, ls.start, ls.device, now=self._ref_time())
         return gantt_rgb(self.instance, self.state.start, self.state.device, now=self.state.now)
+
+    # ------------------------------------------------------------------------------------------
+    # dispatch mode: event-driven, the env picks the earliest-finish idle device
+    def _pair_grid(self) -> np.ndarray:
+        """(max_tasks, max_devices) bool: the (task, device) pairs that may be assigned now."""
+        st = self.state
+        pm = np.zeros((self.max_tasks, self.max_devices), dtype=bool)
+        if not st.done:
+            pm[: st.n_tasks, : st.n_devices] = st.pair_mask()
+        return pm
+
+    def _dispatch_mask(self) -> np.ndarray:
+        st = self.state
+        key = (id(st), st.n_decisions)
+        if self._mask_key != key:
+            self._mask_key, self._mask = key, self._pair_grid().any(axis=1)
+        return self._mask.copy()
+
+    def dispatch_device(self, task: int) -> int:
+        """The idle eligible device on which ``task`` (ready) would finish earliest (lowest index on ties)."""
+        st = self.state
+        fin = np.where(st.eligible[task] & st.idle_devices(), st.finish_times(task), np.inf)
+        return int(np.argmin(fin))
+
+    def _observation_dispatch(self) -> dict[str, np.ndarray]:
+        obs = self._observation_pair_layout()
+        st, inst = self.state, self.instance
+        T = st.n_tasks
+        ts = self.time_scale
+        x = obs["x"]
+        unassigned = st.device < 0
+        rem = np.bincount(inst.task_job[unassigned], weights=inst.mean_time[unassigned], minlength=inst.n_jobs)
+        x[:T, 14] = rem[inst.task_job] / ts
+        age = np.where(st.arrived, st.now - inst.job_arrival, 0.0)
+        x[:T, 15] = age[inst.task_job] / ts
+        mask = self._dispatch_mask()
+        adev = self._action_device_node.copy()
+        for t in np.flatnonzero(mask):
+            adev[t] = self.max_tasks + self.dispatch_device(int(t))
+        obs.update(action_mask=mask.astype(np.int8), action_node=self._action_node.copy(), action_device_node=adev)
+        return obs
 
     # ------------------------------------------------------------------------------------------
     # task mode: list scheduling with insertion-based earliest-finish placement
