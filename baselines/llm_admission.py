@@ -62,11 +62,18 @@ class SLOAdmission:
         ttft_margin: multiple of the TTFT SLO a predicted TTFT may reach.
         tpot_margin: multiple of the TPOT SLO a predicted TPOT may reach.
         window_s: seconds of admitted prefill work counted in the prefill share.
+        protect: ``own`` (judge the TPOT against the request's own class's SLO) or ``tightest``
+            (against the tightest TPOT SLO of any class: a loose-SLO request is not admitted when it
+            would push tight-SLO requests past theirs).
     """
 
     name = "slo"
 
-    def __init__(self, ttft_margin: float = 1.0, tpot_margin: float = 1.0, window_s: float = 5.0):
+    def __init__(self, ttft_margin: float = 1.0, tpot_margin: float = 1.0, window_s: float = 5.0,
+                 protect: str = "own"):
+        if protect not in ("own", "tightest"):
+            raise ValueError(f"slo admission: protect must be 'own' or 'tightest', got {protect!r}")
+        self.protect = protect
         for key, v in (("ttft_margin", ttft_margin), ("tpot_margin", tpot_margin), ("window_s", window_s)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"slo admission: {key} must be a finite number > 0, got {v!r}")
@@ -104,7 +111,8 @@ class SLOAdmission:
             kv += proc[r]
         dec_ms = lat.base(b) + lat.seq(b) + lat.decode(b, kv)
         tpot = math.inf if rho >= 1.0 else dec_ms * 1e-3 / (1.0 - rho)
-        if tpot > inst.slo_tpot[c] * self.tpot_margin:
+        bound = inst.slo_tpot[c] if self.protect == "own" else inst.slo_tpot.min()
+        if tpot > bound * self.tpot_margin:
             self._load[k] = load
             return DEFER
         hist.append((now, own_ms))

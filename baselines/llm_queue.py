@@ -12,6 +12,14 @@ room, stopping at the first request that does not fit (vLLM's head-of-line behav
 * ``spf``: shortest prompt first.
 * ``edf``: earliest TTFT deadline (arrival + the class's TTFT SLO).
 * ``fair``: the tenant with the fewest running requests on the replica first (ties: arrival).
+* ``llf``: least laxity first: the TTFT deadline less the time to prefill what remains of the
+  request's context on this replica (its latency profile, one iteration of the replica's token
+  budget at a time); a request that already has its first token (back after a preemption) counts
+  its deadline as arrival + TTFT SLO + TPOT SLO x tokens generated.
+* ``priority``: SLO class first (class 0 highest), then arrival.
+
+With several SLO classes (``batch_share`` workloads) ``edf`` and ``llf`` order across classes by each
+class's own SLOs.
 """
 
 from __future__ import annotations
@@ -21,7 +29,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-RULES = ("fcfs", "srpt", "srpt_noisy", "spf", "edf", "fair")
+RULES = ("fcfs", "srpt", "srpt_noisy", "spf", "edf", "fair", "llf", "priority")
+
+
+def laxity(sim, rep, rid: int) -> float:
+    """Deadline of ``rid`` less the time (s) ``rep`` needs to prefill the rest of its context
+    (see ``llf`` in the module docstring)."""
+    from schedgym.baselines.llm_admission import _prefill_ms
+
+    st, inst = sim.st, sim.inst
+    c = inst.klass[rid]
+    deadline = st.arrival[rid] + float(inst.slo_ttft[c]) + float(inst.slo_tpot[c]) * st.gen[rid]
+    budget = rep.spec.chunk_size if rep.kind == "sarathi" else rep.spec.max_tokens_in_batch
+    return deadline - _prefill_ms(rep.lat, st.P[rid] - st.proc[rid], budget) * 1e-3
 
 
 def queue_key(rule: str, seed: int = 0, sigma: float = 0.5):
@@ -45,6 +65,10 @@ def queue_key(rule: str, seed: int = 0, sigma: float = 0.5):
             return st.prompt[rid]
         if rule == "edf":
             return st.arrival[rid] + float(inst.slo_ttft[inst.klass[rid]])
+        if rule == "llf":
+            return laxity(sim, rep, rid)
+        if rule == "priority":
+            return (int(inst.klass[rid]), st.arrival[rid])
         counts: dict[int, int] = {}
         for r in rep.running + rep.batch:
             t = int(inst.tenant[r])
@@ -72,7 +96,7 @@ class QueueOrderPolicy:
         self.sigma = float(sigma)
         self.seed = int(seed)
         self.name = {"fcfs": "llm_fcfs", "srpt": "srpt", "srpt_noisy": "srpt_noisy", "spf": "spf", "edf": "edf",
-                     "fair": "fair_share"}[rule]
+                     "fair": "fair_share", "llf": "llf", "priority": "class_priority"}[rule]
         self.env = None
         self._noise: dict[int, float] = {}
         self.rng = np.random.default_rng(seed)
@@ -104,6 +128,11 @@ class QueueOrderPolicy:
             return list(c["prompt"])
         if r == "edf":
             return list(c["ttft_deadline"])
+        if r == "llf":
+            rep = env.sim.replicas[c["replica"]]
+            return [laxity(env.sim, rep, x) for x in rids]
+        if r == "priority":
+            return [(int(inst.klass[x]), a) for x, a in zip(rids, c["arrival"])]
         share = c["running_tenants"]
         return [(share[t] if t < len(share) else 0, a) for t, a in zip(c["tenant"], c["arrival"])]
 

@@ -7,7 +7,9 @@ each decode iteration adds one token; the request completes when ``processed = p
 The KV cache is paged in blocks of ``block_size`` tokens: a new request is admitted with
 ``ceil(P / block_size)`` blocks if at least ``watermark`` blocks stay free; a running request takes one
 more block whenever its processed tokens exceed its blocks, and every running request needs at
-least one free block to be scheduled, else the latest-arrived running request is preempted.
+least one free block to be scheduled, else the latest-arrived running request is preempted (with
+``preempt_order="priority"``: running requests are ordered by SLO class, then arrival, so the
+latest-arrived request of the lowest-priority class goes first).
 
 Batch formation per scheduler (``ReplicaSpec.scheduler``):
 
@@ -57,15 +59,17 @@ class ReqState:
     first_sched: list[float] = field(default_factory=list)
     preempt: list[int] = field(default_factory=list)
     replica: list[int] = field(default_factory=list)
+    klass: list[int] = field(default_factory=list)  # SLO class (0: highest priority)
 
     @classmethod
-    def create(cls, arrival, prompt, output) -> ReqState:
+    def create(cls, arrival, prompt, output, klass=None) -> ReqState:
         n = len(arrival)
         nan = float("nan")
         p = [int(x) for x in prompt]
         return cls(arrival=[float(x) for x in arrival], prompt=p, output=[int(x) for x in output], P=list(p),
                    proc=[0] * n, pdone=[False] * n, blocks=[0] * n, gen=[0] * n, first_token=[nan] * n,
-                   completion=[nan] * n, first_sched=[nan] * n, preempt=[0] * n, replica=[-1] * n)
+                   completion=[nan] * n, first_sched=[nan] * n, preempt=[0] * n, replica=[-1] * n,
+                   klass=[int(x) for x in klass] if klass is not None else [0] * n)
 
 
 class IterLog:
@@ -123,6 +127,7 @@ class Replica:
         self.watermark = int(spec.watermark_fraction * self.num_blocks)
         self.cap = spec.batch_cap  # one micro-batch in flight (no pipelining across stages)
         self.kind = spec.scheduler
+        self.prio = spec.preempt_order == "priority"
         self.max_blocks_seq = -(-max_request_tokens // self.bs)
         model, dev = load_model(spec.model), load_device(spec.device)
         self.swap_s_per_block = (model.kv_bytes_per_token(spec.tp, spec.pp) * self.bs) / (dev.pcie_gbps * 1e9)
@@ -214,7 +219,7 @@ class Replica:
         if kind == "vllm_v0":
             return
         R = self.running
-        R.sort()
+        self._order(R)
         cap = self.cap
         if kind == "orca":
             n = min(len(R), cap)
@@ -340,10 +345,19 @@ class Replica:
         self._launch(t)
         return True
 
+    def _order(self, R: list[int]) -> None:
+        """Serve order of the running requests (preemption victims come from the end): arrival, or
+        class then arrival with ``preempt_order="priority"``."""
+        if self.prio:
+            k = self.st.klass
+            R.sort(key=lambda r: (k[r], r))
+        else:
+            R.sort()
+
     def _decode_batch_v0(self, t: float) -> None:
         st = self.st
         R = self.running
-        R.sort()
+        self._order(R)
         bt, bk = self.batch, self.btok
         i, j = 0, len(R)
         cap = self.cap

@@ -96,7 +96,7 @@ class Simulator:
                  seed: int = 0, admission: AdmissionRule | None = None, agent_gates: bool = False,
                  max_defer_s: float | None = None):
         self.inst = instance
-        self.st = ReqState.create(instance.arrival, instance.prompt, instance.output)
+        self.st = ReqState.create(instance.arrival, instance.prompt, instance.output, instance.klass)
         self.log = IterLog()
         max_req = int(max(int((instance.prompt + instance.output).max(initial=1)), 1))
         self.replicas: list[Replica] = []

@@ -17,6 +17,9 @@ SCHEDULERS = ("vllm_v0", "sarathi", "orca")
 #: routing rules of :class:`schedgym.envs.llmserve.cluster.Router` (arrivals, and decode replicas under PD)
 ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")
 PREEMPTION = ("recompute", "swap")
+#: which running request a replica preempts when KV runs out: ``lifo`` (the latest arrival, vLLM) or
+#: ``priority`` (the lowest-priority class first, i.e. the highest class index; latest arrival within it)
+PREEMPT_ORDER = ("lifo", "priority")
 KV_CAPACITY = ("memory", "vidur")
 
 
@@ -45,6 +48,9 @@ class ReplicaSpec:
         num_blocks: explicit KV blocks (overrides ``kv_capacity``).
         preemption: ``recompute`` (free the KV, prefill again later) or ``swap`` (copy it to host
             memory over ``pcie_gbps`` and back).
+        preempt_order: ``lifo`` (preempt the latest-arrived running request, vLLM's rule) or
+            ``priority`` (running requests are served in order of class, then arrival, and the
+            lowest-priority class is preempted first; class 0 is the highest priority).
         cpu_overhead_ms: a constant per-iteration CPU overhead, milliseconds.
         profile: a profile name or ``.npz`` path (default: ``<device>__<model>__tp<tp>``).
     """
@@ -66,12 +72,15 @@ class ReplicaSpec:
     preemption: str = "recompute"
     cpu_overhead_ms: float = 0.0
     profile: str | None = None
+    preempt_order: str = "lifo"
 
     def __post_init__(self):
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.preemption not in PREEMPTION:
             raise ValueError(f"preemption must be one of {PREEMPTION}, got {self.preemption!r}")
+        if self.preempt_order not in PREEMPT_ORDER:
+            raise ValueError(f"preempt_order must be one of {PREEMPT_ORDER}, got {self.preempt_order!r}")
         if self.kv_capacity not in KV_CAPACITY:
             raise ValueError(f"kv_capacity must be one of {KV_CAPACITY}, got {self.kv_capacity!r}")
         for key, (ok, valid) in _REPLICA_RANGES.items():

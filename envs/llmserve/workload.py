@@ -13,6 +13,15 @@ cap on prompt+output [the model's length], ``ttft``/``tpot`` SLOs in seconds [pe
 ``scheduler`` [vllm_v0], ``batch_cap`` [128], ``max_tokens_in_batch`` [4096], ``chunk_size`` [512],
 ``preemption`` [recompute], ``kv_capacity`` [memory].
 
+SLO classes (off unless ``batch_share`` is given): a mix of interactive requests (class 0,
+``interactive``: the trace's lengths, SLOs ``ttft``/``tpot``) and batch requests (class 1, ``batch``:
+lengths from ``batch_trace`` [arxiv_sum], SLOs ``batch_ttft``/``batch_tpot`` [that trace's defaults,
+15 s / 0.15 s]). ``batch_share`` is the fraction of batch requests (each request is batch with that
+probability, drawn from a generator of its own so the interactive requests keep their lengths and
+arrival times). Example: ``azure_conv:rate=12:n=1000:replicas=4:ttft=0.5:tpot=0.05:batch_share=0.3``.
+``preempt_order=priority`` makes replicas preempt the lowest-priority class first (class 0 is the
+highest; the default ``lifo`` preempts the latest arrival, as vLLM).
+
 Prefill/decode disaggregation (off unless ``pd`` is given; see :mod:`schedgym.envs.llmserve.disagg`):
 ``pd=<P>+<D>`` P prefill and D decode replicas (replaces ``replicas``), ``link_gbps`` bandwidth of
 each prefill replica's link in GB/s (1e9 bytes/s, like ``pcie_gbps``) [25], ``link_latency_us``
@@ -50,11 +59,13 @@ DEFAULT_SLO = {
 _INT_KEYS = {"n", "seed", "start", "max_tokens", "tenants", "replicas", "tp", "pp", "batch_cap",
              "max_tokens_in_batch", "chunk_size", "num_blocks"}
 _FLOAT_KEYS = {"rate", "cv", "ttft", "tpot", "prompt_mean", "output_mean", "cpu_overhead_ms", "link_gbps",
-               "link_latency_us"}
-_STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity", "pd", "pd_router"}
+               "link_latency_us", "batch_share", "batch_ttft", "batch_tpot"}
+_STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity", "pd", "pd_router", "batch_trace",
+             "preempt_order"}
+CLASS_KEYS = ("batch_trace", "batch_ttft", "batch_tpot")
 PD_KEYS = ("link_gbps", "link_latency_us", "pd_router")
 REPLICA_KEYS = {"model", "device", "tp", "pp", "scheduler", "batch_cap", "max_tokens_in_batch", "chunk_size",
-                "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms"}
+                "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms", "preempt_order"}
 
 
 def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,6 +190,9 @@ _OPTION_RANGES = {
     "tpot": (lambda v: v > 0, "a finite tpot > 0 (seconds)"),
     "prompt_mean": (lambda v: v >= 1, "a finite prompt_mean >= 1 (tokens)"),
     "output_mean": (lambda v: v >= 1, "a finite output_mean >= 1 (tokens)"),
+    "batch_share": (lambda v: 0 <= v <= 1, "0 <= batch_share <= 1 (fraction of batch requests)"),
+    "batch_ttft": (lambda v: v > 0, "a finite batch_ttft > 0 (seconds)"),
+    "batch_tpot": (lambda v: v > 0, "a finite batch_tpot > 0 (seconds)"),
 }
 
 
@@ -293,15 +307,45 @@ def build_workload(name: str) -> LLMServeInstance:
     n_ten = int(o.get("tenants", 1))
     tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
     replicas = tuple([spec] * (disagg.n_replicas if disagg is not None else int(o.get("replicas", 1))))
+    klass, slo_t, slo_p, names = np.zeros(n, np.int64), np.array([ttft]), np.array([tpot]), (trace,)
+    if "batch_share" in o:
+        klass, prompt, output, slo_t, slo_p, names, src = _mix_classes(name, o, seed, prompt, output, max_tokens,
+                                                                       (ttft, tpot), src)
+    else:
+        extra = [k for k in CLASS_KEYS if k in o]
+        if extra:
+            raise InstanceFormatError(str(name), f"option {extra[0]} only applies to a mixed workload",
+                                      fix="add batch_share=<fraction of batch requests>, e.g. batch_share=0.3")
     inst = LLMServeInstance(
         name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
-        klass=np.zeros(n, np.int64), tenant=tenant.astype(np.int64), slo_ttft=np.array([ttft]),
-        slo_tpot=np.array([tpot]), class_names=(trace,), replicas=replicas, rate=float(rate), source=src,
+        klass=klass, tenant=tenant.astype(np.int64), slo_ttft=slo_t,
+        slo_tpot=slo_p, class_names=names, replicas=replicas, rate=float(rate), source=src,
         meta={"options": o}, pd=disagg)
     from schedgym.envs.llmserve.sim import Simulator
 
     Simulator(inst)  # rejects a cluster that can serve no request of the workload, naming the option
     return inst
+
+
+def _mix_classes(name: str, o: dict, seed: int, prompt: np.ndarray, output: np.ndarray, max_tokens: int,
+                 slo: tuple[float, float], src: str):
+    """Interactive (class 0) and batch (class 1) requests of a mixed workload (see the module
+    docstring): (klass, prompt, output, slo_ttft, slo_tpot, class_names, source)."""
+    bt = o.get("batch_trace", "arxiv_sum")
+    if bt not in TRACES and Path(bt).suffix != ".csv":
+        raise UnknownNameError("batch trace (batch_trace)", bt, list(TRACES))
+    d_ttft, d_tpot = DEFAULT_SLO.get(bt, (15.0, 0.15))
+    b_ttft, b_tpot = float(o.get("batch_ttft", d_ttft)), float(o.get("batch_tpot", d_tpot))
+    n = len(prompt)
+    rng = np.random.default_rng([seed, 0xC1A55])  # its own stream: the interactive requests are unchanged
+    is_batch = rng.random(n) < float(o["batch_share"])
+    _, bp, bo = load_trace(bt)
+    bp, bo = cap_lengths(bp, bo, max_tokens)
+    pick = rng.integers(0, len(bp), int(is_batch.sum()))
+    prompt, output = prompt.copy(), output.copy()
+    prompt[is_batch], output[is_batch] = bp[pick], bo[pick]
+    return (is_batch.astype(np.int64), prompt, output, np.array([slo[0], b_ttft]), np.array([slo[1], b_tpot]),
+            ("interactive", "batch"), f"{src} + batch requests from {bt} ({o['batch_share']:.0%})")
 
 
 def _check_sorted_arrivals(trace: str, t_arr: np.ndarray, idx: np.ndarray) -> None:
