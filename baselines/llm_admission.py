@@ -22,7 +22,8 @@ routing rule of :mod:`schedgym.baselines.llm_routing` or a queue order of
   output runs out, so the peak over time is ``max_j sum_{i: rem_i >= rem_j} (tokens_i + rem_j)``.
   Remaining outputs come from the history of completed requests (the ``quantile`` of the output
   lengths longer than what the request generated so far; ``prior_output`` tokens before
-  ``min_history`` completions) or, with ``predictor="oracle"``, from the truth. Admits when the
+  ``min_history`` completions), with ``predictor="oracle"`` from the truth, with ``noisy`` or
+  ``rank`` from the stand-in predictors of :mod:`schedgym.envs.llmserve.predict` (``sigma``, ``rho``). Admits when the
   peak fits the replica's blocks (less the watermark) x ``headroom``, else defers.
 * ``queue_len`` (load shedding): rejects when the replica already holds ``max_outstanding``
   requests (queued, resident and swapped), or ``max_waiting`` queued ones.
@@ -40,6 +41,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.llmserve.predict import predict_lengths
 from schedgym.envs.llmserve.sim import ADMIT, DEFER, REJECT
 
 RULES = ("slo", "kv", "queue_len")
@@ -126,7 +128,9 @@ class KVAdmission:
     Args:
         quantile: quantile of the conditional output-length history used as a request's length.
         headroom: fraction of the usable blocks the predicted peak may fill.
-        predictor: ``history`` (completed requests so far) or ``oracle`` (true output lengths).
+        predictor: ``history`` (completed requests so far), ``oracle`` (true output lengths), ``noisy``
+            (log-normal error ``sigma``) or ``rank`` (Spearman correlation ``rho`` to the truth).
+        sigma, rho, seed: options of the ``noisy`` and ``rank`` predictors.
         prior_output: output length assumed before ``min_history`` completions, tokens.
         min_history: completions needed before the history is used.
         refresh: completions between rebuilds of the history array.
@@ -135,13 +139,16 @@ class KVAdmission:
     name = "kv"
 
     def __init__(self, quantile: float = 0.7, headroom: float = 1.0, predictor: str = "history",
-                 prior_output: int = 512, min_history: int = 20, refresh: int = 10):
+                 prior_output: int = 512, min_history: int = 20, refresh: int = 10, sigma: float = 0.5,
+                 rho: float = 0.8, seed: int = 0):
         if not 0.0 <= quantile <= 1.0:
             raise ValueError(f"kv admission: quantile must be in [0, 1], got {quantile!r}")
         if not (math.isfinite(headroom) and headroom > 0):
             raise ValueError(f"kv admission: headroom must be a finite number > 0, got {headroom!r}")
-        if predictor not in ("history", "oracle"):
-            raise ValueError(f"kv admission: predictor must be 'history' or 'oracle', got {predictor!r}")
+        if predictor not in ("history", "oracle", "noisy", "rank"):
+            raise ValueError(f"kv admission: predictor must be history, oracle, noisy or rank, got {predictor!r}")
+        self.sigma, self.rho, self.seed = float(sigma), float(rho), int(seed)
+        self._pred: np.ndarray | None = None
         if prior_output < 1 or min_history < 1 or refresh < 1:
             raise ValueError("kv admission: prior_output, min_history and refresh must be >= 1")
         self.quantile = float(quantile)
@@ -184,6 +191,11 @@ class KVAdmission:
         if self.predictor == "oracle":
             out = st.output
             return np.maximum(np.fromiter((out[r] for r in rids), np.int64, len(rids)) - gen, 1)
+        if self.predictor in ("noisy", "rank"):
+            if self._pred is None:
+                self._pred = predict_lengths(sim.inst.output, self.predictor, rho=self.rho, sigma=self.sigma,
+                                             seed=self.seed)
+            return np.maximum(self._pred[rids] - gen, 1)
         tab = self._table(sim)
         if tab is None:
             return np.maximum(self.prior_output - gen, 1)

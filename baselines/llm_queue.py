@@ -17,6 +17,11 @@ room, stopping at the first request that does not fit (vLLM's head-of-line behav
   budget at a time); a request that already has its first token (back after a preemption) counts
   its deadline as arrival + TTFT SLO + TPOT SLO x tokens generated.
 * ``priority``: SLO class first (class 0 highest), then arrival.
+* ``srpt_rank``: fewest remaining output tokens by a predictor with Spearman rank correlation
+  ``rho`` to the truth (a Gaussian copula: :func:`schedgym.envs.llmserve.predict.predict_lengths`).
+* ``laps``: LAPS-style separate queues for short and long prompts: prompts of at most
+  ``threshold`` tokens first, then long ones, FCFS within each; a long prompt that has waited
+  ``max_wait_s`` seconds joins the short queue (no starvation).
 
 With several SLO classes (``batch_share`` workloads) ``edf`` and ``llf`` order across classes by each
 class's own SLOs.
@@ -29,7 +34,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-RULES = ("fcfs", "srpt", "srpt_noisy", "spf", "edf", "fair", "llf", "priority")
+from schedgym.envs.llmserve.predict import predict_lengths
+
+RULES = ("fcfs", "srpt", "srpt_noisy", "spf", "edf", "fair", "llf", "priority", "srpt_rank", "laps")
+
+
+def laps_key(prompt: int, arrival: float, now: float, threshold: int, max_wait_s: float) -> tuple[int, float]:
+    """(queue, arrival): queue 0 for short prompts and long ones that waited ``max_wait_s``, else 1."""
+    return (0 if prompt <= threshold or now - arrival >= max_wait_s else 1, arrival)
 
 
 def laxity(sim, rep, rid: int) -> float:
@@ -44,17 +56,25 @@ def laxity(sim, rep, rid: int) -> float:
     return deadline - _prefill_ms(rep.lat, st.P[rid] - st.proc[rid], budget) * 1e-3
 
 
-def queue_key(rule: str, seed: int = 0, sigma: float = 0.5):
+def queue_key(rule: str, seed: int = 0, sigma: float = 0.5, rho: float = 0.8, threshold: int = 1024,
+              max_wait_s: float = 1.0):
     """``key(sim, replica, rid)`` for :class:`schedgym.envs.llmserve.sim.Simulator` (smaller first)."""
     if rule not in RULES:
         raise ValueError(f"queue rule must be one of {RULES}, got {rule!r}")
     noise: dict[int, float] = {}
     rng = np.random.default_rng(seed)
+    pred: list = []
 
     def key(sim, rep, rid):
         st, inst = sim.st, sim.inst
         if rule == "fcfs":
             return st.arrival[rid]
+        if rule == "srpt_rank":
+            if not pred:
+                pred.append(predict_lengths(inst.output, "rank", rho=rho, seed=seed))
+            return pred[0][rid] - st.gen[rid]
+        if rule == "laps":
+            return laps_key(st.prompt[rid], st.arrival[rid], sim.now, threshold, max_wait_s)
         if rule == "srpt":
             return st.output[rid] - st.gen[rid]
         if rule == "srpt_noisy":
@@ -85,28 +105,42 @@ class QueueOrderPolicy:
         rule: one of :data:`RULES`.
         sigma: predictor error of ``srpt_noisy``.
         seed: seed of the predictor noise.
+        rho: Spearman correlation of the ``srpt_rank`` predictor to the truth.
+        threshold: longest short prompt of ``laps``, tokens.
+        max_wait_s: seconds after which ``laps`` moves a long prompt to the short queue.
     """
 
     domains = ("llmserve",)
 
-    def __init__(self, rule: str = "fcfs", sigma: float = 0.5, seed: int = 0):
+    def __init__(self, rule: str = "fcfs", sigma: float = 0.5, seed: int = 0, rho: float = 0.8, threshold: int = 1024,
+                 max_wait_s: float = 1.0):
         if rule not in RULES:
             raise ValueError(f"queue rule must be one of {RULES}, got {rule!r}")
         self.rule = rule
         self.sigma = float(sigma)
         self.seed = int(seed)
+        self.rho = float(rho)
+        self.threshold = int(threshold)
+        self.max_wait_s = float(max_wait_s)
+        self._pred_seed = self.seed
+        self._pred = None
         self.name = {"fcfs": "llm_fcfs", "srpt": "srpt", "srpt_noisy": "srpt_noisy", "spf": "spf", "edf": "edf",
-                     "fair": "fair_share", "llf": "llf", "priority": "class_priority"}[rule]
+                     "fair": "fair_share", "llf": "llf", "priority": "class_priority", "srpt_rank": "srpt_rank",
+                     "laps": "laps"}[rule]
         self.env = None
         self._noise: dict[int, float] = {}
         self.rng = np.random.default_rng(seed)
 
     def reset_seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(self.seed + seed)
+        self._pred_seed = self.seed + seed
 
     def reset(self, env: gym.Env) -> None:
         self.env = env.unwrapped
         self._noise = {}
+        self._pred = None
+        if self.rule == "srpt_rank":
+            self._pred = predict_lengths(self.env.instance.output, "rank", rho=self.rho, seed=self._pred_seed)
 
     def _keys(self, c: dict[str, Any]) -> list:
         env = self.env
@@ -133,6 +167,11 @@ class QueueOrderPolicy:
             return [laxity(env.sim, rep, x) for x in rids]
         if r == "priority":
             return [(int(inst.klass[x]), a) for x, a in zip(rids, c["arrival"])]
+        if r == "srpt_rank":
+            return [self._pred[x] - g for x, g in zip(rids, c["generated"])]
+        if r == "laps":
+            now = env.sim.now
+            return [laps_key(p, a, now, self.threshold, self.max_wait_s) for p, a in zip(c["prompt"], c["arrival"])]
         share = c["running_tenants"]
         return [(share[t] if t < len(share) else 0, a) for t, a in zip(c["tenant"], c["arrival"])]
 

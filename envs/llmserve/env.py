@@ -48,7 +48,8 @@ Queue: waiting requests (``max_queue`` rows), then running requests (``max_runni
 the replica node; edges from every request node to the replica node. Node features (times in
 seconds, lengths in thousands of tokens): 0 waiting flag, 1 running flag, 2 replica flag, 3 prompt,
 4 generated so far, 5 output length as revealed (0 hidden, true value with ``reveal="oracle"``, a
-log-normal noisy prediction with ``reveal="noisy"``), 6 waiting time, 7 slack to the TTFT
+log-normal noisy prediction with ``reveal="noisy"``, a prediction with Spearman correlation
+``predictor_rho`` to the truth with ``reveal="rank"``: :mod:`schedgym.envs.llmserve.predict`), 6 waiting time, 7 slack to the TTFT
 deadline, 8 admissible flag, 9 tenant's share of running requests, 10 KV blocks held / replica
 blocks, 11 queued requests (replica), 12 running requests (replica), 13 KV in use (replica),
 14 busy flag (replica). With ``admission="agent"`` three more: 15 the request being admitted
@@ -75,7 +76,8 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 
 ## Arguments
 ``instance``, ``default_workload``, ``window``, ``router`` (queue env), ``queue_order`` (routing
-env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``), ``predictor_sigma``,
+env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``/``rank``), ``predictor_sigma``,
+``predictor_rho``,
 ``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``,
 ``admission`` (``none``/``agent``/a rule name), ``admission_kwargs`` (the rule's options),
 ``max_defer_s`` (longest deferral in seconds; None: the class's TTFT SLO).
@@ -104,7 +106,7 @@ N_NODE_FEATURES = 15
 N_ADMISSION_FEATURES = 3  # extra node features with admission="agent"
 N_EDGE_FEATURES = 2
 N_GLOBALS = 7
-REVEAL = ("none", "oracle", "noisy")
+REVEAL = ("none", "oracle", "noisy", "rank")
 
 
 def load_workload(spec: str | LLMServeInstance) -> LLMServeInstance:
@@ -121,7 +123,8 @@ class _LLMServeEnv(SchedEnv):
 
     def __init__(self, instance: str | LLMServeInstance | None = None, default_workload: str | None = None,
                  window: int | None = None, router: str = "round_robin", queue_order: str = "fcfs",
-                 reveal: str = "none", predictor_sigma: float = 0.5, max_replicas: int = 8, max_queue: int = 32,
+                 reveal: str = "none", predictor_sigma: float = 0.5, predictor_rho: float = 0.8,
+                 max_replicas: int = 8, max_queue: int = 32,
                  max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None,
                  admission: str = "none", admission_kwargs: dict | None = None, max_defer_s: float | None = None):
         if reveal not in REVEAL:
@@ -143,6 +146,9 @@ class _LLMServeEnv(SchedEnv):
         self.queue_order = queue_order
         self.reveal = reveal
         self.predictor_sigma = float(predictor_sigma)
+        self.predictor_rho = float(predictor_rho)
+        if not -1.0 <= self.predictor_rho <= 1.0:
+            raise ValueError(f"predictor_rho (Spearman correlation to the truth) must be in [-1, 1], got {predictor_rho}")
         self.max_replicas = int(max_replicas)
         self.max_queue = int(max_queue)
         self.max_running = int(max_running)
@@ -186,6 +192,12 @@ class _LLMServeEnv(SchedEnv):
                              admission=rule, agent_gates=self.gates, max_defer_s=self.max_defer_s)
         n = inst.n_requests
         self._noise = np.exp(self.np_random.normal(0.0, self.predictor_sigma, n)) if self.reveal == "noisy" else None
+        self._pred = None
+        if self.reveal == "rank":
+            from schedgym.envs.llmserve.predict import predict_lengths
+
+            self._pred = predict_lengths(inst.output, "rank", rho=self.predictor_rho,
+                                         seed=int(self.np_random.integers(1 << 30)))
         self._gen = self.sim.decisions()
         self._good = 0
         self._counted = np.zeros(n, bool)
@@ -252,6 +264,8 @@ class _LLMServeEnv(SchedEnv):
             return float(self.instance.output[rid])
         if self.reveal == "noisy":
             return float(self.instance.output[rid] * self._noise[rid])
+        if self.reveal == "rank":
+            return float(self._pred[rid])
         return 0.0
 
     def _req_features(self, x: np.ndarray, row: int, rid: int, rep, waiting: bool, admissible: bool) -> None:
