@@ -126,3 +126,14 @@ def test_evaluate_builds_task_mode_for_priority_lists():
     inst = load_instance(NAMES[2])
     info = _run(make_env(inst, action_mode="task"), PriorityListPolicy("peft"))
     assert metrics(inst, info["solution"])["makespan"] == pytest.approx(info["metrics"]["makespan"])
+
+
+def test_topcuoglu_mixture_makes_online_workloads():
+    mix = TopcuogluMixture(n_tasks=[6, 9], ccr=[1.0], n_procs=3, n_jobs=4, load=0.8)
+    inst = mix(np.random.default_rng(1))
+    assert inst.n_jobs == 4 and inst.n_devices == 3
+    assert inst.job_arrival[0] == 0.0 and np.all(np.diff(np.sort(inst.job_arrival)) >= 0)
+    assert set(np.bincount(inst.task_job).tolist()) <= {6, 9}
+    assert mix.size_bounds()[0] == 36
+    with pytest.raises(ValueError, match="n_jobs must be >= 1"):
+        TopcuogluMixture(n_jobs=0)

@@ -165,11 +165,18 @@ class TopcuogluMixture:
     Each keyword of :class:`TopcuogluGenerator` takes one value or a list of values; every instance
     draws each listed parameter uniformly from its list (``n_procs`` must be one value, the device
     count of every instance). Example: ``TopcuogluMixture(n_tasks=[30, 50], ccr=[0.1, 1, 5])``.
+    With ``n_jobs``, each instance is an online workload (:class:`OnlineGenerator`): ``n_jobs`` such
+    DAGs, each drawn from the mixture, arriving as a Poisson process at offered ``load``.
     """
 
     def __init__(self, n_tasks: int | list[int] = 50, ccr: float | list[float] = 1.0,
                  alpha: float | list[float] = 1.0, beta: float | list[float] = 0.5,
-                 max_out_degree: int | list[int] = 3, n_procs: int = 4, w_dag: float | list[float] = 50.0):
+                 max_out_degree: int | list[int] = 3, n_procs: int = 4, w_dag: float | list[float] = 50.0,
+                 n_jobs: int | None = None, load: float = 0.7):
+        self.n_jobs = None if n_jobs is None else int(n_jobs)
+        self.load = float(load)
+        if self.n_jobs is not None and self.n_jobs < 1:
+            raise ValueError(f"TopcuogluMixture: n_jobs must be >= 1 (or null for one DAG), got {n_jobs}")
         def as_list(name: str, v) -> list:
             vals = list(v) if isinstance(v, (list, tuple)) else [v]
             if not vals:
@@ -185,11 +192,22 @@ class TopcuogluMixture:
         self.n_procs = int(n_procs)
 
     def size_bounds(self) -> tuple[int, int, int]:
-        """(max tasks, max devices, max edges) over the mixture."""
+        """(max tasks, max devices, max edges) over the mixture (times ``n_jobs`` for online workloads)."""
         v, o = max(self.choices["n_tasks"]), max(self.choices["max_out_degree"])
-        return TopcuogluGenerator(n_tasks=v, max_out_degree=o, n_procs=self.n_procs).size_bounds()
+        t, d, e = TopcuogluGenerator(n_tasks=v, max_out_degree=o, n_procs=self.n_procs).size_bounds()
+        k = self.n_jobs or 1
+        return t * k, d, e * k
 
     def __call__(self, rng: np.random.Generator, name: str | None = None) -> GPUDagInstance:
+        if self.n_jobs is not None:
+            single = TopcuogluMixture(n_procs=self.n_procs, **self.choices)
+            return OnlineGenerator(single, self.n_jobs, self.load)(rng, name)
+        return self._one_dag(rng, name)
+
+    def name(self, seed: int | str) -> str:
+        return f"topcuoglu-mixture-p{self.n_procs}-s{seed}"
+
+    def _one_dag(self, rng: np.random.Generator, name: str | None = None) -> GPUDagInstance:
         params = {k: vals[int(rng.integers(len(vals)))] if len(vals) > 1 else vals[0]
                   for k, vals in self.choices.items()}
         return TopcuogluGenerator(n_procs=self.n_procs, **params)(rng, name)

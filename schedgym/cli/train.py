@@ -82,7 +82,8 @@ def _self_labeling(cfg: DictConfig, out_dir: Path, env_kwargs: dict, eval_kwargs
     from schedgym.envs.core.domain import get_domain
 
     domain = get_domain(cfg.env.domain)
-    label_objective = domain.objective or domain.primary_metric  # what ranks the candidate labels
+    # what ranks the candidate labels (agent.algo.objective, e.g. mean_jct for online DAGs; default the domain's)
+    label_objective = algo.get("objective") or domain.objective or domain.primary_metric
     episodes = int(cfg.eval.episodes or tcfg.get("eval_episodes", 5))
     if eval_kwargs:
         from schedgym.agents.train import match_padding
@@ -147,6 +148,8 @@ def main(cfg: DictConfig) -> float:
             out_dir=out_dir,
             seed=int(cfg.seed),
             n_envs=int(cfg.n_envs),
+            vec_env=str(agent.get("vec_env") or "dummy"),
+            update_threads=int(agent.update_threads) if agent.get("update_threads") else None,
             eval_env_kwargs=eval_kwargs,
             eval_every=int(cfg.eval.every),
             eval_episodes=int(cfg.eval.episodes or tcfg.get("eval_episodes", 5)),
