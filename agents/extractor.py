@@ -8,10 +8,22 @@ and a masked-mean-pooled graph embedding:
     features = [ a_1 || ... || a_A || g ],   a_i = [h(action_node_i) (|| h(action_machine_node_i))]
 
 No parameter depends on the number of nodes or actions, so a trained network runs on any padded
-size. :class:`FlatMLPExtractor` is the simple baseline: an MLP over the flattened node features.
+size.
+
+By default (``compact=True``) the GNN runs on the real nodes only: the batch is compacted with
+``node_mask`` before message passing, and the per-action embeddings are gathered back through an
+index map (an action pointing at a padded node gets a zero embedding, as in the padded computation;
+padded nodes are isolated zero rows by the observation contract). For GIN each layer's neighbour sum
+is one CSR sparse-dense product, and the last linear layer runs on the gathered action rows and on
+the pooled mean only (it is affine, so it commutes with the mean). These are exact rearrangements:
+the outputs equal the padded computation's (``compact=False``) up to float rounding.
+
+:class:`FlatMLPExtractor` is the simple baseline: an MLP over the flattened node features.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import gymnasium as gym
 import torch
@@ -44,6 +56,8 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         num_layers: message-passing layers.
         reverse_edges: also pass messages along reversed edges (the graphs are directed).
         use_edge_attr: give edge features to the GNN (GAT only).
+        compact: message passing over the real nodes only (see the module docstring); ``False``
+            runs the GNN on the whole padded batch (the reference computation).
     """
 
     def __init__(
@@ -54,6 +68,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         num_layers: int = 3,
         reverse_edges: bool = True,
         use_edge_attr: bool = False,
+        compact: bool = True,
     ):
         spaces = observation_space.spaces
         self.n_nodes, self.in_dim = spaces["x"].shape
@@ -69,8 +84,16 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         edge_dim = spaces["edge_attr"].shape[1] if self.use_edge_attr else None
         self.gnn = _build_gnn(gnn, self.in_dim, hidden_dim, num_layers, edge_dim)
         self.global_proj = nn.Linear(hidden_dim + self.n_globals, hidden_dim)
+        self.gnn_kind = gnn
+        self.compact = compact
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, A * per_action_dim + hidden_dim)`` features of a batch of padded graphs."""
+        if self.compact:
+            return self._forward_compact(obs)
+        return self._forward_padded(obs)
+
+    def _forward_padded(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         x = obs["x"]  # (B, N, F)
         B, N, _ = x.shape
         node_mask = obs["node_mask"].bool()  # (B, N)
@@ -99,6 +122,100 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
             am = torch.gather(h, 1, midx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
             a = torch.cat([a, am], dim=-1)
         return torch.cat([a.reshape(B, -1), g], dim=-1)
+
+    # ------------------------------------------------------------------------------------------
+    # message passing over the real nodes only
+    # ------------------------------------------------------------------------------------------
+    def _forward_compact(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = obs["x"]  # (B, N, F)
+        B, N, F = x.shape
+        dev = x.device
+        keep = obs["node_mask"].reshape(-1).nonzero().squeeze(1)  # (R,) flat indices of real nodes
+        R = keep.numel()
+        # new index of every padded-batch node; padded nodes map to one zero node at row R
+        new_id = torch.full((B * N,), R, dtype=torch.long, device=dev)
+        new_id[keep] = torch.arange(R, device=dev)
+        xc = torch.cat([x.reshape(B * N, F)[keep], x.new_zeros(1, F)])
+        edge_mask = obs["edge_mask"].reshape(-1).bool()
+        edge_index = obs["edge_index"].long()  # (B, 2, E)  (SB3 casts Box obs to float)
+        offsets = (torch.arange(B, device=dev) * N).view(B, 1, 1)
+        ei = new_id[(edge_index + offsets).permute(1, 0, 2).reshape(2, -1)[:, edge_mask]]
+        graph = keep // N  # (R,) graph of each real node
+        counts = torch.bincount(graph, minlength=B).clamp(min=1).unsqueeze(1).to(x.dtype)
+        idx = obs["action_node"].long().clamp(0, N - 1)  # (B, A)
+        rows = new_id[(idx + offsets.view(B, 1)).reshape(-1)]
+        mrows = None
+        if self.pair:
+            midx = obs["action_machine_node"].long().clamp(0, N - 1)
+            mrows = new_id[(midx + offsets.view(B, 1)).reshape(-1)]
+        if self.gnn_kind == "gin" and not self.use_edge_attr:
+            pooled, a, am = self._gin_compact(xc, ei, R, graph, B, counts, rows, mrows)
+        else:
+            if self.reverse_edges:
+                ei = torch.cat([ei, ei.flip(0)], dim=1)
+            ea = None
+            if self.use_edge_attr:
+                ea_all = obs["edge_attr"].reshape(-1, obs["edge_attr"].shape[-1])[edge_mask]
+                ea = torch.cat([ea_all, ea_all], dim=0) if self.reverse_edges else ea_all
+            h = self.gnn(xc, ei, edge_attr=ea) if ea is not None else self.gnn(xc, ei)
+            pooled = h.new_zeros(B, h.shape[1]).index_add_(0, graph, h[:R]) / counts
+            a, am = h[rows], (h[mrows] if mrows is not None else None)
+        if self.n_globals:
+            pooled = torch.cat([pooled, obs["globals"]], dim=-1)
+        g = torch.relu(self.global_proj(pooled))  # (B, d)
+        # an action pointing at a padded node gets a zero embedding, as in the padded computation
+        a = (a * (rows < R).unsqueeze(1)).reshape(B, -1, self.hidden_dim)
+        if am is not None:
+            am = am * (mrows < R).unsqueeze(1)
+            a = torch.cat([a, am.reshape(B, -1, self.hidden_dim)], dim=-1)
+        return torch.cat([a.reshape(B, -1), g], dim=-1)
+
+    def _gin_compact(self, xc: torch.Tensor, ei: torch.Tensor, R: int, graph: torch.Tensor, B: int,
+                     counts: torch.Tensor, rows: torch.Tensor, mrows: torch.Tensor | None):
+        """GIN layers of ``torch_geometric.nn.models.GIN`` (sum aggregation, ReLU, no norm, no
+        dropout). Each layer's ``(1 + eps) h_i + sum_j h_j`` is one CSR product with ``A + (1 + eps) I``;
+        the last linear layer runs on the pooled mean and the gathered rows only.
+        Returns (pooled (B, d), action rows, machine rows)."""
+        n = R + 1
+        if self.reverse_edges:
+            ei = torch.cat([ei, ei.flip(0)], dim=1)
+        loops = torch.arange(n, device=xc.device)
+        src = torch.cat([ei[0], loops])
+        dst = torch.cat([ei[1], loops])
+        order = torch.argsort(dst * n + src)
+        col = src[order]
+        is_loop = (col == dst[order]) & (order >= ei.shape[1])  # the self-loop entries, in CSR order
+        crow = torch.zeros(n + 1, dtype=torch.long, device=xc.device)
+        crow[1:] = torch.bincount(dst, minlength=n).cumsum(0)
+        h = xc
+        convs = self.gnn.convs
+        adj, adj_eps = None, None
+        for i, conv in enumerate(convs):
+            eps = conv.eps
+            if adj is None or not torch.equal(eps, adj_eps):
+                values = torch.where(is_loop, 1 + eps, torch.ones_like(eps)).to(xc.dtype)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                    adj = torch.sparse_csr_tensor(crow, col, values, size=(n, n))
+                adj_eps = eps
+            z = torch.sparse.mm(adj, h)
+            lins = conv.nn.lins
+            for lin in lins[:-1]:
+                z = torch.relu_(lin(z))
+            if i < len(convs) - 1:
+                h = torch.relu_(lins[-1](z))
+            else:
+                last = lins[-1]
+        # the last layer is affine: mean(last(z)) = last(mean(z)); it runs on B + gathered rows
+        zmean = z.new_zeros(B, z.shape[1]).index_add_(0, graph, z[:R]) / counts
+        gathered = [rows] + ([mrows] if mrows is not None else [])
+        if sum(r.numel() for r in gathered) >= n:  # more action rows than nodes: all nodes once
+            h = last(z)
+            return last(zmean), h[rows], (h[mrows] if mrows is not None else None)
+        out = last(torch.cat([zmean] + [z[r] for r in gathered]))
+        pooled, a = out[:B], out[B:B + rows.numel()]
+        am = out[B + rows.numel():] if mrows is not None else None
+        return pooled, a, am
 
 
 class FlatMLPExtractor(BaseFeaturesExtractor):
