@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 import schedgym  # noqa: F401  (registers the env ids)
 from schedgym.agents.checkpoint import save_policy
+from schedgym.agents.malloc_tuning import keep_freed_memory
 
 
 def make_env_fn(env_id: str, env_kwargs: dict[str, Any], seed: int, rank: int) -> Callable[[], gym.Env]:
@@ -33,6 +35,69 @@ def make_env_fn(env_id: str, env_kwargs: dict[str, Any], seed: int, rank: int) -
         return env
 
     return _init
+
+
+VEC_ENVS = ("dummy", "subproc")
+
+
+def make_vec_env(env_id: str, env_kwargs: dict[str, Any], seed: int, n_envs: int, vec_env: str = "dummy") -> VecEnv:
+    """``n_envs`` copies of the env (seeds ``seed .. seed + n_envs - 1``): ``"dummy"`` steps them in
+    this process, ``"subproc"`` in one worker process each (SB3's ``SubprocVecEnv``), so that env
+    steps run on other cores than the policy. Both give the same transitions for the same seed."""
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {vec_env!r} (agent.vec_env)")
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    fns = [make_env_fn(env_id, env_kwargs, seed, i) for i in range(n_envs)]
+    if vec_env == "subproc":
+        return SubprocVecEnv(fns, start_method="forkserver")
+    return DummyVecEnv(fns)
+
+
+class ThroughputCallback(BaseCallback):
+    """Measures training throughput: env steps per second of wall time over ``learn()`` (rollouts,
+    updates and callbacks together), logged as ``time/env_steps_per_s``. With ``update_threads``
+    the PPO update runs with that many torch threads and the rollouts with ``rollout_threads``."""
+
+    def __init__(self, update_threads: int | None = None, rollout_threads: int | None = None):
+        super().__init__()
+        self.update_threads = update_threads
+        self.rollout_threads = rollout_threads or torch.get_num_threads()
+        self.t0 = 0.0
+        self.steps0 = 0
+        self.wall_s = 0.0
+        self.steps = 0
+
+    def _on_training_start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.steps0 = int(self.model.num_timesteps)
+
+    def _on_rollout_start(self) -> None:
+        if self.update_threads:
+            torch.set_num_threads(self.rollout_threads)
+
+    def _on_rollout_end(self) -> None:
+        self._measure()
+        if self.wall_s > 0:
+            self.logger.record("time/env_steps_per_s", self.steps / self.wall_s)
+        if self.update_threads:
+            torch.set_num_threads(self.update_threads)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self._measure()
+        torch.set_num_threads(self.rollout_threads)
+
+    def _measure(self) -> None:
+        self.wall_s = time.perf_counter() - self.t0
+        self.steps = int(self.model.num_timesteps) - self.steps0
+
+    @property
+    def steps_per_s(self) -> float:
+        """Env steps per second of wall time (0 before any step)."""
+        return self.steps / self.wall_s if self.wall_s > 0 else 0.0
 
 
 class MetricsEvalCallback(MaskableEvalCallback):
@@ -124,6 +189,8 @@ def train(
     out_dir: str | Path,
     seed: int = 0,
     n_envs: int = 1,
+    vec_env: str = "dummy",
+    update_threads: int | None = None,
     eval_env_kwargs: dict[str, Any] | None = None,
     eval_every: int = 0,
     eval_episodes: int = 5,
@@ -140,10 +207,14 @@ def train(
     Writes into ``out_dir``: ``checkpoints/ppo_<steps>_steps.zip`` (full SB3 state, for resume),
     ``best/best_model.zip`` (best evaluation), ``final_model.zip``, and ``policy.pt`` /
     ``best_policy.pt`` (size-transferable policy checkpoints for :mod:`schedgym.agents.trained`).
+    ``vec_env``: ``"dummy"`` or ``"subproc"`` (:func:`make_vec_env`); ``update_threads``: torch
+    threads of the PPO update (None: the current number, also used for the rollouts). The summary
+    has ``env_steps_per_s`` (env steps per second of ``learn()`` wall time) and ``learn_wall_s``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vec = DummyVecEnv([make_env_fn(env_id, env_kwargs, seed, i) for i in range(n_envs)])
+    keep_freed_memory()  # minibatch tensors of several MB: reuse freed memory instead of page-faulting
+    vec = make_vec_env(env_id, env_kwargs, seed, n_envs, vec_env)
     tb = str(out / "tb") if tensorboard else None
     ckpt_dir = out / "checkpoints"
     last = _latest_checkpoint(ckpt_dir) if resume else None
@@ -155,7 +226,8 @@ def train(
     else:
         model = MaskablePPO(policy_class, vec, seed=seed, verbose=0, device=device, tensorboard_log=tb,
                             policy_kwargs=policy_kwargs, **algo_kwargs)
-    callbacks: list[BaseCallback] = list(extra_callbacks or [])
+    throughput = ThroughputCallback(update_threads)
+    callbacks: list[BaseCallback] = [throughput, *(extra_callbacks or [])]
     if checkpoint_every > 0:
         callbacks.append(CheckpointCallback(save_freq=max(1, checkpoint_every // n_envs), save_path=str(ckpt_dir),
                                             name_prefix="ppo"))
@@ -170,6 +242,9 @@ def train(
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar,
                     reset_num_timesteps=last is None, tb_log_name=name)
+        print(f"throughput: {throughput.steps_per_s:.1f} env steps/s ({throughput.steps} steps in "
+              f"{throughput.wall_s:.1f} s of learn() wall time; n_envs={n_envs}, vec_env={vec_env}, "
+              f"update_threads={update_threads or torch.get_num_threads()})")
     model.save(out / "final_model.zip")
     ckpt_env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("generator", "instance")}
     meta = {"name": name, "timesteps": int(model.num_timesteps), "seed": seed}
@@ -184,6 +259,8 @@ def train(
         "timesteps": int(model.num_timesteps),
         "eval_history": eval_cb.history if eval_cb else [],
         "policy": str(out / "policy.pt"),
+        "env_steps_per_s": throughput.steps_per_s,
+        "learn_wall_s": throughput.wall_s,
     }
 
 
