@@ -183,18 +183,65 @@ def overload(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, validate_runs: b
     env_rates(knee_rps * 1.5)
 
 
+#: the mixed interactive/batch scenario (conf/workload/mixed_overload.yaml) and its policies:
+#: (label, router, queue rule, admission rule, options)
+MIXED = "azure_conv:rate={rate:.4f}:n={n}:replicas=4:ttft=0.5:tpot=0.05:batch_share=0.2:seed={seed}"
+MIXED_POLICIES = (("fcfs + round robin", "round_robin", None, None, {}),
+                  ("edf", "least_outstanding", "edf", None, {}),
+                  ("llf", "least_outstanding", "llf", None, {}),
+                  ("adm_slo", "least_outstanding", None, "slo", {}),
+                  ("adm_slo_classes", "least_outstanding", "priority", "slo", {"protect": "tightest"}))
+
+
+def mixed_classes(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000) -> None:
+    """Goodput and per-class SLO attainment on the mixed scenario at 1.0x .. 2.0x its knee."""
+    from schedgym.baselines.llm_admission import make_rule
+    from schedgym.baselines.llm_queue import queue_key
+    from schedgym.envs.llmserve.metrics import metrics
+    from schedgym.envs.llmserve.sim import simulate
+    from schedgym.envs.llmserve.workload import build_workload
+
+    k, _ = knee(n=n, lo=1.0, hi=10.0, steps=9, template=MIXED.replace("{seed}", "0"), replicas=4)
+    knee_rps = round(4 * k, 1)
+    print(f"\nSLO classes: 80 % interactive (TTFT 0.5 s, TPOT 50 ms), 20 % batch from arXiv (15 s, 150 ms), "
+          f"4 replicas;\nknee {knee_rps:.1f} req/s (same criterion); goodput req/s [interactive / batch SLO "
+          f"attainment], mean of seeds {list(seeds)}\n")
+    mults = (1.0, 1.25, 1.5, 1.75, 2.0)
+    print(f"{'policy':20}" + "".join(f"{m:>22.2f}x" for m in mults))
+    for label, router, q, rule, opts in MIXED_POLICIES:
+        cells = []
+        for mult in mults:
+            g, a0, a1 = [], [], []
+            for seed in seeds:
+                inst = build_workload(MIXED.format(rate=knee_rps * mult, n=n, seed=seed))
+                sol = simulate(inst, router=router, queue_key=queue_key(q) if q else None,
+                               admission=make_rule(rule, **opts) if rule else None)
+                m = metrics(inst, sol, tbt=False)
+                g.append(m["goodput_rps"])
+                a0.append(m["slo_attainment_interactive"])
+                a1.append(m["slo_attainment_batch"])
+            cells.append(f"{np.mean(g):6.2f} [{np.mean(a0):.2f} / {np.mean(a1):.2f}]")
+        print(f"{label:20}" + "".join(f"{c:>23}" for c in cells))
+
+
 def env_rates(rate: float, n: int = 1000) -> None:
-    """Steps per CPU-second of the envs with ``admission="agent"`` driven by the SLO rule (each step
-    builds the padded graph observation)."""
+    """Steps per CPU-second of the envs with ``admission="agent"`` driven by the SLO rule, and without
+    admission driven by least-outstanding routing / FCFS (each step builds the graph observation)."""
     import gymnasium as gym
 
     import schedgym  # noqa: F401
     from schedgym.baselines.llm_admission import AdmissionPolicy
+    from schedgym.baselines.llm_queue import QueueOrderPolicy
+    from schedgym.baselines.llm_routing import RoutingPolicy
 
     name = CLUSTER4.format(rate=rate, n=n)
-    for env_id in ("schedgym/LLMRouting-v0", "schedgym/LLMQueue-v0"):
-        env = gym.make(env_id, instance=name, admission="agent", router="least_outstanding").unwrapped
-        pol = AdmissionPolicy("slo", router="least_outstanding")
+    for env_id, adm in (("schedgym/LLMRouting-v0", "agent"), ("schedgym/LLMQueue-v0", "agent"),
+                        ("schedgym/LLMRouting-v0", "none"), ("schedgym/LLMQueue-v0", "none")):
+        env = gym.make(env_id, instance=name, admission=adm, router="least_outstanding").unwrapped
+        if adm == "agent":
+            pol = AdmissionPolicy("slo", router="least_outstanding")
+        else:
+            pol = RoutingPolicy("least_outstanding") if "Routing" in env_id else QueueOrderPolicy("fcfs")
         obs, info = env.reset(seed=0)
         pol.reset(env)
         steps, done, c0 = 0, False, time.process_time()
@@ -203,7 +250,8 @@ def env_rates(rate: float, n: int = 1000) -> None:
             steps += 1
             done = term or trunc
         cpu = time.process_time() - c0
-        print(f"  {env_id} (admission=agent, adm_slo, graph observation, {rate:.1f} req/s): {steps} steps in "
+        what = "admission=agent, adm_slo" if adm == "agent" else f"no admission, {pol.name}"
+        print(f"  {env_id} ({what}, graph observation, {rate:.1f} req/s): {steps} steps in "
               f"{cpu:.2f} CPU-s = {steps / cpu:,.0f} steps per CPU-s")
 
 
@@ -215,6 +263,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.only_overload:
         overload()
+        mixed_classes()
         return
     t0 = time.perf_counter()
     from schedgym.envs.llmserve.profiles import latency_model
@@ -262,6 +311,7 @@ def main() -> None:
             print(f"  knee: {k:.2f} req/s per replica (the issue quotes about 4.4 for Vidur's search)")
     if args.overload:
         overload()
+        mixed_classes()
 
 
 if __name__ == "__main__":

@@ -70,6 +70,6 @@ DOMAIN = Domain(
     primary_metric="slo_attainment",
     lower_is_better=False,
     table_metrics=("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "slo_attainment", "goodput_rps",
-                   "throughput_rps"),
+                   "throughput_rps", "rejected_rate"),
     render_solution=_render_solution,
 )
