@@ -24,6 +24,7 @@ from schedgym.agents.checkpoint import (
     resolve_checkpoint,
     shipped_name,
 )
+from schedgym.agents.malloc_tuning import keep_freed_memory
 from schedgym.agents.policies import masked_logits
 from schedgym.envs.core.errors import PolicyDomainError
 
@@ -121,8 +122,10 @@ class TrainedPolicy:
 class SampledPolicySolver:
     """Best of ``samples`` episodes of a trained policy (sample 0 is greedy); an offline solver.
 
-    The episodes run in lock-step so each decision is one batched forward pass. ``time_limit_s``
-    caps the wall time (seconds): sampling stops early and keeps the best complete solution.
+    The episodes run in lock-step so each decision is one batched forward pass, over the episodes
+    that have a choice (an episode whose mask has one valid action takes it without a forward pass:
+    greedy and sampling both pick it with probability 1). ``time_limit_s`` caps the wall time
+    (seconds): sampling stops early and keeps the best complete solution.
     """
 
     def __init__(self, checkpoint: str | None = None, samples: int = 128, domain: str = "jobshop",
@@ -142,9 +145,22 @@ class SampledPolicySolver:
         """Domains of the solver a config builds, without building it: the configured ``domain``."""
         return _sampler_domains(checkpoint, domain)
 
+    @staticmethod
+    def _finished(infos: list[dict], objective: str) -> tuple[Any, float]:
+        """(solution, objective value) of the best complete episode among the final ``infos`` of a
+        batch, in sample order (the first of equals wins); (None, inf) when none is complete."""
+        best, best_val = None, math.inf
+        for info in infos:
+            if "solution" in info:
+                val = float(info["metrics"][objective])
+                if val < best_val:
+                    best, best_val = info["solution"], val
+        return best, best_val
+
     def solve(self, instance: Any, time_limit_s: float | None = None):
         from schedgym.envs.core.domain import get_domain
 
+        keep_freed_memory()  # the batched forward passes reuse their buffers instead of page-faulting
         domain = get_domain(self.domain_name)
         objective = domain.objective or domain.primary_metric
         t0 = time.perf_counter()
@@ -157,29 +173,43 @@ class SampledPolicySolver:
             policy = self.base._policy_for(envs[0])
             obs, infos = zip(*[e.reset(seed=self.seed + i, options={"instance": instance}) for i, e in enumerate(envs)])
             obs, infos = list(obs), list(infos)
+            envs = [e.unwrapped for e in envs]
+            # envs with advance()/observe() (job-shop) build an observation only when it is used
+            lazy = all(hasattr(e, "advance") and hasattr(e, "observe") for e in envs)
             alive = list(range(k))
             final: dict[int, Any] = {}
             while alive:
-                with torch.no_grad():
-                    masks = np.stack([np.asarray(infos[i]["action_mask"], dtype=bool) for i in alive])
-                    logits = masked_logits(policy, _obs_to_tensor([obs[i] for i in alive]), masks)
-                    sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
-                    if done_samples == 0:
-                        sampled[0] = torch.argmax(logits[0])  # the first episode is the greedy one
+                masks = np.stack([np.asarray(infos[i]["action_mask"], dtype=bool) for i in alive])
+                # an episode with one valid action takes it (what greedy and sampling both do with
+                # probability 1); the network runs on the episodes with a choice only
+                actions = masks.argmax(axis=1)
+                choose = np.flatnonzero(masks.sum(axis=1) > 1)
+                if choose.size:
+                    for r in choose:
+                        if obs[alive[r]] is None:
+                            obs[alive[r]] = envs[alive[r]].observe()
+                    with torch.no_grad():
+                        logits = masked_logits(policy, _obs_to_tensor([obs[alive[r]] for r in choose]), masks[choose])
+                        sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
+                        if done_samples == 0 and alive[choose[0]] == 0:
+                            sampled[0] = torch.argmax(logits[0])  # the first episode is the greedy one
+                    actions[choose] = sampled.numpy()
                 still = []
                 for row, i in enumerate(alive):
-                    o, _, term, trunc, info = envs[i].step(int(sampled[row]))
-                    obs[i], infos[i] = o, info
+                    if lazy:
+                        _, term, trunc, info = envs[i].advance(int(actions[row]))
+                        obs[i] = None
+                    else:
+                        obs[i], _, term, trunc, info = envs[i].step(int(actions[row]))
+                    infos[i] = info
                     if term or trunc:
                         final[i] = info
                     else:
                         still.append(i)
                 alive = still
-            for info in final.values():
-                if "solution" in info:
-                    val = float(info["metrics"][objective])
-                    if val < best_val:
-                        best, best_val = info["solution"], val
+            sol, val = self._finished([final[i] for i in sorted(final)], objective)
+            if val < best_val:
+                best, best_val = sol, val
             done_samples += k
             if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
                 break

@@ -75,7 +75,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from schedgym.envs.core.base_env import SchedEnv, StepOutcome
+from schedgym.envs.core.base_env import EpisodeState, SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
 from schedgym.envs.core.sources import load_instances, padded_sizes
 from schedgym.envs.jobshop.generator import FlexibleJobShopGenerator, UniformJobShopGenerator, add_due_dates
@@ -268,6 +268,22 @@ class JobShopEnv(SchedEnv):
         terminated = st.done
         reward = self._reward(terminated)
         return StepOutcome(reward, terminated, False, invalid=False)
+
+    def advance(self, action) -> tuple[float, bool, bool, dict[str, Any]]:
+        """:meth:`step` without building the observation: ``(reward, terminated, truncated, info)``.
+
+        For samplers that need the observation only at some steps (:meth:`observe` builds it for
+        the current state, the same arrays :meth:`step` would have returned)."""
+        self._require(EpisodeState.RUNNING, call="advance()")
+        out = self._apply(action)
+        if out.terminated or out.truncated:
+            self.episode_state = EpisodeState.ENDED
+        return out.reward, out.terminated, out.truncated, self._info(invalid=out.invalid)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """The observation of the current state (what the last :meth:`step` or :meth:`reset` returned)."""
+        self._require(EpisodeState.RUNNING, EpisodeState.ENDED, call="observe()")
+        return self._observation()
 
     def _refresh(self) -> None:
         """Recompute the per-step caches (action mask, makespan lower bound) after a change."""

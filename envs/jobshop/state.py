@@ -22,6 +22,7 @@ import numpy as np
 from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
 
 SCHEMES = ("active", "non_delay")
+_INT_MAX = np.iinfo(np.int64).max
 
 
 class JobShopState:
@@ -69,6 +70,7 @@ class JobShopState:
         self.lb = (rel + self.cum[1:] - base).astype(np.int64)
         self.n_scheduled = 0
         self.last_op = -1
+        self._est = None  # cache of earliest_start() for the current state
 
     def clone(self) -> JobShopState:
         """An independent copy (for look-ahead search)."""
@@ -117,13 +119,18 @@ class JobShopState:
     def earliest_start(self) -> int:
         """Earliest time (time units) at which any unscheduled operation can start by appending it
         to a machine (the decision time of the non-delay scheme); 0 for a complete schedule."""
+        if self._est is not None:
+            return self._est
         if self.done:
-            return 0
-        if self.flexible:
-            return int(self.pair_est().min())
-        active = self.active_jobs()
-        nm = self.op_machine[self.next_op_clipped()[active]]
-        return int(np.maximum(self.job_ready[active], self.mach_ready[nm]).min())
+            est = 0
+        elif self.flexible:
+            est = int(self.pair_est().min())
+        else:
+            active = self.active_jobs()
+            nm = self.op_machine[self.next_op_clipped()[active]]
+            est = int(np.maximum(self.job_ready[active], self.mach_ready[nm]).min())
+        self._est = est
+        return est
 
     def pair_mask(self) -> np.ndarray:
         """(J, M) bool: (job, machine) pairs that may be scheduled now under the scheme."""
@@ -145,8 +152,10 @@ class JobShopState:
             return self.pair_mask().any(axis=1)
         nm = self.op_machine[self.next_op_clipped()]
         est = np.maximum(self.job_ready, self.mach_ready[nm])
-        est = np.where(active, est, np.iinfo(np.int64).max)
-        return est == est.min()
+        est = np.where(active, est, _INT_MAX)
+        t = est.min()
+        self._est = int(t)  # the same minimum as earliest_start(): over the active jobs
+        return est == t
 
     # ------------------------------------------------------------------------------------------
     def start_time(self, job: int, machine: int) -> tuple[int, int]:
@@ -203,6 +212,7 @@ class JobShopState:
             self.lb[o + 1:je] = e + self.cum[o + 2:je + 1] - self.cum[o + 1]
         self.n_scheduled += 1
         self.last_op = o
+        self._est = None
         return o, t
 
     def solution(self) -> JobShopSolution:
