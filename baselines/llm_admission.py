@@ -204,13 +204,17 @@ class KVAdmission:
     def __call__(self, sim, rid: int, k: int) -> int:
         rep = sim.replicas[k]
         st = sim.st
+        cap = (rep.num_blocks - rep.watermark) * self.headroom
+        if self.predictor == "history":
+            self._table(sim)  # keep the history current whatever the outcome
+        if rep.used + -(-st.P[rid] // rep.bs) > cap:  # blocks held now plus its prompt: a lower bound of the peak
+            return DEFER
         rids = rep.running + rep.batch + rep.swapped + rep.waiting
         rids.append(rid)
         n = len(rids)
         P, proc, pdone, g = st.P, st.proc, st.pdone, st.gen
         held = np.fromiter((proc[r] if pdone[r] else P[r] for r in rids), np.int64, n)
         rem = self.remaining(sim, rids, np.fromiter((g[r] for r in rids), np.int64, n))
-        cap = (rep.num_blocks - rep.watermark) * self.headroom
         if (held.sum() + rem.sum()) / rep.bs + n <= cap:  # every request at its own peak at once fits
             return ADMIT
         order = np.argsort(rem, kind="stable")

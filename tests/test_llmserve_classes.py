@@ -119,3 +119,12 @@ def test_protecting_admission_defers_batch_requests_under_overload():
         obs, _, term, trunc, info = env.step(pol.act(obs, info))
         done = term or trunc
     validate(inst, info["solution"])
+
+
+@pytest.mark.parametrize("env_id", ["schedgym/LLMRouting-v0", "schedgym/LLMQueue-v0"])
+def test_check_env_on_a_mixed_workload_with_admission(env_id):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(env_id, admission="agent", reveal="rank",
+                   default_workload="azure_conv:rate=12:n=60:replicas=2:ttft=0.5:tpot=0.05:batch_share=0.3")
+    check_env(env.unwrapped, skip_render_check=True)
