@@ -230,3 +230,15 @@ def test_planted_decision_after_the_final_one(shed_episode):
                               adm_kind=add(sol.adm_kind, ADMIT), adm_deadline=add(sol.adm_deadline, np.nan))
     with pytest.raises(InfeasibleSolution, match=f"request {r} was already rejected"):
         validate(inst, bad)
+
+
+def test_admission_on_a_disaggregated_cluster():
+    name = "azure_conv:rate=30:n=150:pd=2+2:ttft=0.5:tpot=0.05:seed=0"
+    inst = build_workload(name)
+    sol = simulate(inst, router="least_outstanding", admission=make_rule("slo"))
+    validate(inst, sol)
+    assert sol.shed.any() and not np.isin(sol.tx_req, np.flatnonzero(sol.shed)).any()
+    env = gym.make("schedgym/LLMRouting-v0", instance=name, admission="agent")
+    _, info = _run(env, RandomMaskedPolicy(seed=0))
+    validate(inst, info["solution"])
+    assert (info["solution"].replica[~info["solution"].shed] < 2).all()  # routed to prefill replicas only
