@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from torch import nn
+from torch.nn import functional as F
 
 from schedgym.agents.extractor import PaddedGraphExtractor
 
@@ -45,8 +46,10 @@ class PointerHeads(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         a, g = self._split(features)
-        z = torch.cat([a, g.unsqueeze(1).expand(-1, a.shape[1], -1)], dim=-1)
-        return self.actor(z).reshape(features.shape[0], -1)
+        # actor[0]([a_i || g]) = W_a a_i + (W_g g + b): the graph part once per graph, not per action
+        first, d = self.actor[0], self.per_action_dim
+        z = F.linear(a, first.weight[:, :d]) + F.linear(g, first.weight[:, d:], first.bias).unsqueeze(1)
+        return self.actor[1:](z).reshape(features.shape[0], -1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(self._split(features)[1])
