@@ -42,7 +42,7 @@ from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 #: A queue-ordering key: ``key(sim, replica, rid)``; smaller first (stable: ties keep FCFS order).
 QueueKey = Callable[["Simulator", Replica, int], float]
 #: An admission rule: ``rule(sim, rid, replica) -> ADMIT | DEFER | REJECT`` (``replica``: the
-#: replica the router chose for ``rid``; deciding costs nothing when the rule admits).
+#: replica the router chose for ``rid``; the rule reads the simulator's state and must not change it).
 AdmissionRule = Callable[["Simulator", int, int], int]
 
 #: admission outcomes (gate decisions; also the ``adm_kind`` codes of the log, plus EXPIRE)
