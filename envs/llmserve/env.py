@@ -214,14 +214,15 @@ class _LLMServeEnv(SchedEnv):
 
     def _reward(self) -> float:
         """(newly finished requests meeting SLOs - those missing them) / N."""
-        st, inst, log = self.sim.st, self.instance, self.sim.log
+        st, inst = self.sim.st, self.instance
         newly = []
         rej = self.sim.rejected
-        for r in log.req[self._seen_entries:]:
-            if not self._counted[r] and st.completion[r] == st.completion[r]:
+        done = self.sim.done_log
+        for r in done[self._seen_entries:]:
+            if not self._counted[r]:
                 self._counted[r] = True
                 newly.append(r)
-        self._seen_entries = len(log.req)
+        self._seen_entries = len(done)
         rlog = self.sim.reject_log
         for r in rlog[self._seen_rejects:]:
             if not self._counted[r]:
