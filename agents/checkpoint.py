@@ -147,7 +147,12 @@ def load_policy(path: str | Path | None, observation_space: gym.spaces.Space, ac
     payload = read_checkpoint(path)
     cls = _import(payload["policy_class"])
     kwargs = _restore_kwargs(payload["policy_kwargs"])
-    policy = cls(observation_space, action_space, lambda _: 0.0, **kwargs)
+    # built on the meta device (no memory, no initialisation), then allocated and filled from the
+    # checkpoint: SB3 first builds a Linear(A * h, A) action net that the graph policies replace,
+    # which at A = 3,000 actions would take GBs and minutes of orthogonal initialisation
+    with torch.device("meta"):
+        policy = cls(observation_space, action_space, lambda _: 0.0, **kwargs)
+    policy = policy.to_empty(device="cpu")
     try:
         policy.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:

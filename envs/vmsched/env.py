@@ -252,6 +252,12 @@ class VMRescheduleEnv(SchedEnv):
         """Both phases of one migration; returns the phase-1 step's ``(obs, reward, terminated,
         truncated, info)`` (or the phase-0 step's if that one was invalid or ended the episode)."""
         a0, a1 = self.encode_move(vm, pm, numa)
+        if self._auto:  # one decision: the env's target must be the one asked for
+            if self._auto_target is None or int(self._auto_target[vm]) != a1:
+                raise ValueError(f"action_mode='vm' moves VM {vm} to its best target "
+                                 f"{None if self._auto_target is None else divmod(int(self._auto_target[vm]), 2)}, "
+                                 f"not to {(pm, numa)}; use action_mode='two_phase' to choose targets")
+            return self.step(a0)
         out = self.step(a0)
         if out[2] or out[3] or out[4]["invalid_action"]:
             return out
