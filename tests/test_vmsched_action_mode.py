@@ -101,3 +101,17 @@ def test_soft_greedy_is_seeded_valid_and_beats_its_start():
     assert res.metrics["fragment_rate"] < res.metrics["initial_fragment_rate"]
     with pytest.raises(ValueError, match="temperature"):
         VMSoftGreedyPolicy(temperature=0.0)
+
+
+def test_soft_greedy_best_of_k_keeps_the_best_plan():
+    from schedgym.baselines.vm_soft_greedy import VMSoftGreedySolver
+
+    dom = get_domain("vmsched")
+    inst = load_instance("gen_s_medium_s3")
+    singles = [VMSoftGreedyPolicy(temperature=1.0, seed=s).solve_plan(inst) for s in range(3)]
+    frs = [dom.metrics(inst, p)["fragment_rate"] for p in singles]
+    res = run_episode(dom, inst, VMSoftGreedySolver(samples=3, temperature=1.0, seed=0), seed=0)
+    assert res.status == "feasible" and res.metrics["violations"] == 0
+    assert res.metrics["fragment_rate"] == pytest.approx(min(frs))
+    with pytest.raises(ValueError, match="samples"):
+        VMSoftGreedySolver(samples=0)
