@@ -7,6 +7,9 @@ and a masked-mean-pooled graph embedding:
 
     features = [ a_1 || ... || a_A || g ],   a_i = [h(action_node_i) (|| h(action_machine_node_i))]
 
+with ``a_i = 0`` for an invalid action (``action_mask`` 0): its logit is masked anyway, and the
+pointer head (:class:`~schedgym.agents.policies.PointerHeads`) scores all zero rows of a graph once.
+
 No parameter depends on the number of nodes or actions, so a trained network runs on any padded
 size.
 
@@ -121,6 +124,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
             midx = obs["action_machine_node"].long().clamp(0, N - 1)
             am = torch.gather(h, 1, midx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
             a = torch.cat([a, am], dim=-1)
+        a = a * obs["action_mask"].unsqueeze(-1).to(a.dtype)  # invalid actions: zero embeddings
         return torch.cat([a.reshape(B, -1), g], dim=-1)
 
     # ------------------------------------------------------------------------------------------
@@ -168,6 +172,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         if am is not None:
             am = am * (mrows < R).unsqueeze(1)
             a = torch.cat([a, am.reshape(B, -1, self.hidden_dim)], dim=-1)
+        a = a * obs["action_mask"].unsqueeze(-1).to(a.dtype)  # invalid actions: zero embeddings
         return torch.cat([a.reshape(B, -1), g], dim=-1)
 
     def _gin_compact(self, xc: torch.Tensor, ei: torch.Tensor, R: int, graph: torch.Tensor, B: int,

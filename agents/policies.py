@@ -46,10 +46,18 @@ class PointerHeads(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         a, g = self._split(features)
-        # actor[0]([a_i || g]) = W_a a_i + (W_g g + b): the graph part once per graph, not per action
-        first, d = self.actor[0], self.per_action_dim
-        z = F.linear(a, first.weight[:, :d]) + F.linear(g, first.weight[:, d:], first.bias).unsqueeze(1)
-        return self.actor[1:](z).reshape(features.shape[0], -1)
+        B, A, d = a.shape
+        # actor[0]([a_i || g]) = W_a a_i + (W_g g + b): the graph part once per graph, not per action;
+        # a zero a_i (an invalid action, see PaddedGraphExtractor) gives actor[1:](W_g g + b), once per graph
+        first, rest = self.actor[0], self.actor[1:]
+        gz = F.linear(g, first.weight[:, d:], first.bias)  # (B, h)
+        nz = (a != 0).any(dim=-1)  # (B, A)
+        out = rest(gz).unsqueeze(1).expand(B, A, -1)
+        if bool(nz.any()):
+            b_idx, a_idx = nz.nonzero(as_tuple=True)
+            rows = rest(F.linear(a[b_idx, a_idx], first.weight[:, :d]) + gz[b_idx])
+            out = out.index_put((b_idx, a_idx), rows)
+        return out.reshape(B, -1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(self._split(features)[1])

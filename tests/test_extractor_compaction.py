@@ -83,16 +83,18 @@ def test_compact_gradients_equal_padded() -> None:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_actions_on_padded_nodes_get_zero_embeddings() -> None:
+def test_invalid_actions_and_actions_on_padded_nodes_get_zero_embeddings() -> None:
     torch.manual_seed(0)
     ex = PaddedGraphExtractor(_space(False), gnn="gin", hidden_dim=16)
     batch = _random_batch(np.random.default_rng(4), 3, pair=False)
     out = ex(batch)[:, : A * 16].reshape(3, A, 16)
     idx = batch["action_node"].long()
     padded = batch["node_mask"].gather(1, idx) == 0
-    assert padded.any()
-    assert torch.all(out[padded] == 0)
-    assert torch.all(out[~padded].abs().sum(-1) > 0)
+    invalid = batch["action_mask"] == 0
+    zero = padded | invalid
+    assert padded.any() and invalid.any() and (~zero).any()
+    assert torch.all(out[zero] == 0)
+    assert torch.all(out[~zero].abs().sum(-1) > 0)
 
 
 @pytest.mark.parametrize("env_id,kwargs", [
