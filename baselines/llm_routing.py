@@ -1,5 +1,6 @@
 """Routing baselines for LLM serving (``schedgym/LLMRouting-v0``): round robin, random, least
-outstanding requests (queued + running), least KV load, power of two choices. The rules are those
+outstanding requests (queued + running), least KV load, power of two choices, prefix affinity
+(longest cached prefix among the replicas within a load bound). The rules are those
 of :class:`schedgym.envs.llmserve.cluster.Router`, applied to the load the env reports in
 ``info["candidates"]``."""
 
@@ -24,7 +25,8 @@ class RoutingPolicy:
         self.rule = rule
         self.seed = int(seed)
         self.name = {"round_robin": "round_robin", "random": "random_route", "least_outstanding": "least_outstanding",
-                     "least_kv": "least_kv", "power_of_two": "power_of_two"}[rule]
+                     "least_kv": "least_kv", "power_of_two": "power_of_two",
+                     "prefix_affinity": "prefix_affinity"}[rule]
         self.router = Router(rule, seed)
 
     def reset_seed(self, seed: int) -> None:
@@ -39,7 +41,7 @@ class RoutingPolicy:
         n = len(c["queued"])
         view = RouterView(n, np.array(c["kv_total"]))
         view.queued, view.running, view.kv_used = list(c["queued"]), list(c["running"]), list(c["kv_used"])
-        a = int(self.router(view, c["prompt"], c["pending_blocks"]))
+        a = int(self.router(view, c["prompt"], c["pending_blocks"], c.get("cached_prefix")))
         if not mask[a]:
             a = int(np.flatnonzero(mask)[0])
         return a

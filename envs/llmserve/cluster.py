@@ -75,6 +75,9 @@ class Router:
       which piles work onto one replica).
     * ``least_kv``: lowest fraction of KV blocks in use (queued prompts' blocks included).
     * ``power_of_two``: two random replicas, the one with fewer outstanding requests.
+    * ``prefix_affinity``: the replica whose prefix cache holds the longest prefix of the request
+      (``cached`` tokens per replica), among those whose outstanding requests are at most
+      ``min + max(2, min / 4)`` (bounded by load); without cache information, least outstanding.
     Ties go to the lowest index.
     """
 
@@ -85,9 +88,17 @@ class Router:
         self.rng = np.random.default_rng(seed)
         self._next = 0
 
-    def __call__(self, view: RouterView, prompt: int, pending_blocks: list[int] | None = None) -> int:
+    def __call__(self, view: RouterView, prompt: int, pending_blocks: list[int] | None = None,
+                 cached: list[int] | None = None) -> int:
         n = view.n
         k = self.kind
+        if k == "prefix_affinity":
+            loads = [view.queued[i] + view.running[i] for i in range(n)]
+            lo = min(loads)
+            if not cached:
+                return loads.index(lo)
+            bound = lo + max(2, lo // 4)
+            return min((i for i in range(n) if loads[i] <= bound), key=lambda i: (-cached[i], loads[i], i))
         if k == "round_robin":
             r = self._next % n
             self._next += 1

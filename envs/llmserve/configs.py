@@ -34,6 +34,13 @@ class ModelConfig:
         max_model_len: longest context (prompt + output tokens).
         dtype_bytes: bytes per weight and per KV element (2 for fp16/bf16).
         hf_name: Hugging Face id, informational.
+        attn_head_dim: attention head size when it is not ``embedding_dim / num_q_heads`` (Qwen3:
+            128), else 0.
+        num_experts: routed experts per MoE layer (0: a dense model; ``mlp_hidden_dim`` is then unused
+            by the MLP part of the weight count).
+        experts_per_token: experts each token is routed to (top-k).
+        expert_mlp_dim: intermediate size of one routed expert.
+        shared_expert_mlp_dim: intermediate size of the always-active shared expert(s) (0: none).
     """
 
     name: str
@@ -48,10 +55,26 @@ class ModelConfig:
     max_model_len: int = 4096
     dtype_bytes: int = 2
     hf_name: str | None = None
+    attn_head_dim: int = 0
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_mlp_dim: int = 0
+    shared_expert_mlp_dim: int = 0
+
+    def __post_init__(self):
+        if self.num_experts and not (1 <= self.experts_per_token <= self.num_experts and self.expert_mlp_dim > 0):
+            raise InstanceFormatError(f"model {self.name}", f"MoE fields: experts_per_token="
+                                      f"{self.experts_per_token}, expert_mlp_dim={self.expert_mlp_dim} with "
+                                      f"num_experts={self.num_experts}",
+                                      fix="1 <= experts_per_token <= num_experts and expert_mlp_dim > 0")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
 
     @property
     def head_dim(self) -> int:
-        return self.embedding_dim // self.num_q_heads
+        return self.attn_head_dim or self.embedding_dim // self.num_q_heads
 
     def kv_bytes_per_token(self, tp: int = 1, pp: int = 1) -> int:
         """KV-cache bytes one token occupies on one device: 2 (K and V) x layers per stage x KV heads
@@ -65,7 +88,12 @@ class ModelConfig:
         q = self.num_q_heads // tp
         kv = math.ceil(self.num_kv_heads / tp)
         per_layer = h * hd * (q + 2 * kv) + h * hd * q
-        per_layer += (3 if self.use_gated_mlp else 2) * h * self.mlp_hidden_dim // tp
+        mats = 3 if self.use_gated_mlp else 2
+        if self.is_moe:  # every expert's weights are resident (sharded over the TP group)
+            per_layer += mats * h * (self.num_experts * self.expert_mlp_dim + self.shared_expert_mlp_dim) // tp
+            per_layer += h * self.num_experts  # router
+        else:
+            per_layer += mats * h * self.mlp_hidden_dim // tp
         return per_layer * (self.num_layers // pp)
 
 

@@ -368,7 +368,8 @@ class LLMRoutingEnv(_LLMServeEnv):
                 "queued": list(sim.view.queued), "running": list(sim.view.running),
                 "kv_used": list(sim.view.kv_used), "kv_total": list(sim.view.kv_total),
                 "pending_blocks": [sum(-(-sim.st.P[w] // rep.bs) for w in rep.waiting)
-                                   for rep in sim.replicas[:sim.n_route]]}
+                                   for rep in sim.replicas[:sim.n_route]],
+                "cached_prefix": sim.cached_prefix(d.rid)}
 
     def _observation(self) -> dict[str, np.ndarray]:
         R, M = self.instance.n_replicas, self.max_replicas

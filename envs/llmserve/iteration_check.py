@@ -10,7 +10,15 @@ point by point, where the simulator precomputes dense arrays. Used by
 * the batch cap: at most ``batch_cap`` requests in the batch;
 * the token budget: vLLM v0 batches with prefills hold at most ``max_tokens_in_batch`` tokens as
   batch size x longest chunk; Sarathi batches with a prefill chunk hold at most ``chunk_size``
-  tokens in all; Orca has no token budget.
+  tokens in all; Orca has no token budget; vLLM v1 batches hold at most ``chunk_size`` tokens in all
+  (decodes included), and a prefill chunk shorter than the rest of its request's known context only
+  in a batch that fills that budget exactly (chunking happens only at the budget's edge).
+
+MoE models add, per layer, the measured MoE time at the batch's token count and the experts the rank
+is expected to activate: expert ``e`` of ``E`` (popularity ~ ``e^-moe_skew``) is picked by a token
+with probability ``min(1, top_k p_e)``, a rank holds ``E / ep`` of them and sees ``ep`` times its
+tokens. Decode attention of uneven KV lengths is ``t(mean) + skew_alpha (t(max) - t(mean))``; the CPU
+overhead is ``cpu_overhead_ms + cpu_overhead_per_seq_ms x requests + cpu_overhead_per_token_ms x tokens``.
 
 Times are in milliseconds unless a name ends in ``_s``.
 """
@@ -107,8 +115,14 @@ class ReplicaTiming:
         self.dec_bs, self.dec_kv, self.dec_ms = _table(t.decode_bs), _table(t.decode_kv), np.asarray(t.decode_ms, float)
         self.pf_chunk, self.pf_kv = _table(t.prefill_chunk), _table(t.prefill_kv)
         self.pf_ms = _fill_along_columns(t.prefill_ms, self.pf_kv)
+        self.moe = None
+        if m.num_experts:
+            self.moe = (_table(t.moe_tokens), _table(t.moe_experts), np.asarray(t.moe_ms, float))
+            self._moe_model = (m.num_experts, m.experts_per_token)
+        self._moe_cache: dict[int, float] = {}
+        head_dim = m.attn_head_dim if m.attn_head_dim else m.embedding_dim // m.num_q_heads
         # KV bytes of one block on one device (its shard of the layers and KV heads), over the host link
-        block_bytes = (2 * self.layers * -(-m.num_kv_heads // s.tp) * (m.embedding_dim // m.num_q_heads)
+        block_bytes = (2 * self.layers * -(-m.num_kv_heads // s.tp) * head_dim
                        * m.dtype_bytes * s.block_size)
         self.swap_s_per_block = block_bytes / (d.pcie_gbps * 1e9)
 
@@ -124,12 +138,46 @@ class ReplicaTiming:
             ms += _line(n8, *self.sendrecv)
         if self.per_iter is not None:
             ms += _line(n_tokens, *self.per_iter)
-        return ms + self.spec.cpu_overhead_ms
+        if self.moe is not None:
+            ms += self.layers * self.moe_layer_ms(n_tokens)
+        return ms + self.spec.cpu_overhead_ms + self.spec.cpu_overhead_per_token_ms * n_tokens
+
+    def moe_layer_ms(self, n_tokens: int) -> float:
+        """One MoE layer for ``n_tokens`` tokens on this rank (see the module docstring)."""
+        if n_tokens in self._moe_cache:
+            return self._moe_cache[n_tokens]
+        E, k = self._moe_model
+        ep, skew = self.spec.ep, self.spec.moe_skew
+        weights = [1.0 / (e + 1) ** skew for e in range(E)]
+        total = sum(weights)
+        seen = n_tokens * ep
+        active = 0.0
+        for w in weights:
+            q = min(1.0, k * w / total)
+            active += 1.0 - (1.0 - q) ** seen if q < 1.0 else 1.0
+        active /= ep
+        toks, experts, grid = self.moe
+        column = [_line(n_tokens, toks, list(grid[:, c])) for c in range(len(experts))]
+        if active <= experts[0]:
+            v = column[0]
+        elif active >= experts[-1]:
+            v = column[-1]
+        else:
+            v = _line(active, experts, column)
+        self._moe_cache[n_tokens] = v
+        return v
 
     def decode_ms(self, kv_lengths: list[int]) -> float:
         """Decode attention of sequences with these KV lengths (each counting the token it feeds)."""
         b = len(kv_lengths)
-        kv = -(-(sum(kv_lengths) // b) // KV_STEP) * KV_STEP
+        mean_ms = self._uniform_decode_ms(b, sum(kv_lengths) // b)
+        alpha = self.spec.skew_alpha
+        if alpha and b > 1:
+            return mean_ms + alpha * (self._uniform_decode_ms(b, max(kv_lengths)) - mean_ms)
+        return mean_ms
+
+    def _uniform_decode_ms(self, b: int, kv_each: int) -> float:
+        kv = -(-kv_each // KV_STEP) * KV_STEP
         key = (b, kv)
         if key not in self._decode_cache:
             self._decode_cache[key] = self.layers * _grid(b, kv, self.dec_bs, self.dec_kv, self.dec_ms, clamp=False)
@@ -144,7 +192,7 @@ class ReplicaTiming:
     def batch_ms(self, tokens: list[int], decode_kv: list[int], chunks: list[int], cached: list[int]) -> float:
         """The profile's time of a batch: ``tokens`` per entry, the decodes' KV lengths, the prefill
         chunks and their cached KV lengths."""
-        ms = self.token_part_ms(sum(tokens))
+        ms = self.token_part_ms(sum(tokens)) + self.spec.cpu_overhead_per_seq_ms * len(tokens)
         if self.per_seq is not None:
             ms += _line(len(tokens), *self.per_seq)
         if decode_kv:
@@ -154,12 +202,22 @@ class ReplicaTiming:
         return ms
 
     # -- checks -------------------------------------------------------------------------------------
-    def check_limits(self, i: int, rp: int, tokens: list[int], chunks: list[int]) -> None:
-        """Batch cap and token budget of iteration ``i`` on replica ``rp``."""
+    def check_limits(self, i: int, rp: int, tokens: list[int], chunks: list[int], cut_short: bool = False) -> None:
+        """Batch cap and token budget of iteration ``i`` on replica ``rp``; ``cut_short``: a prefill
+        chunk stops before the end of its request's known context."""
         s = self.spec
         if len(tokens) > s.batch_cap:
             raise InfeasibleSolution(f"iteration {i} on replica {rp}: a batch of {len(tokens)} requests, over its "
                                      f"batch cap of {s.batch_cap}")
+        if s.scheduler == "vllm_v1":
+            n = sum(tokens)
+            if n > s.chunk_size:
+                raise InfeasibleSolution(f"iteration {i} on replica {rp}: {n} tokens, over the vLLM v1 token budget "
+                                         f"max_num_batched_tokens (chunk_size) = {s.chunk_size}")
+            if cut_short and n != s.chunk_size:
+                raise InfeasibleSolution(f"iteration {i} on replica {rp}: a prefill chunk is cut short with {n} of "
+                                         f"the {s.chunk_size}-token budget used (vLLM v1 chunks only to fill it)")
+            return
         if not chunks:
             return
         if s.scheduler == "vllm_v0" and len(tokens) * max(tokens) > s.max_tokens_in_batch:

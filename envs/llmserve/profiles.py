@@ -76,6 +76,9 @@ class ProfileTables:
         iter_tokens / iter_ms: (I,) per-iteration token operators (embedding, final norm), or empty.
         seq_count / seq_ms: (Q,) per-iteration per-sequence operators (LM head, sampler, CPU
             overhead) by batch size, or empty.
+        moe_tokens: (M,) tokens entering an MoE layer, moe_experts: (X,) experts activated,
+            moe_ms: (M, X) per-layer MoE time (routed experts' FFN; filled along the expert axis where
+            not measured), or empty for a dense model.
         meta: provenance (device, model, tp, sources, notes).
     """
 
@@ -97,6 +100,9 @@ class ProfileTables:
     iter_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seq_count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seq_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    moe_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    moe_experts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    moe_ms: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     meta: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
@@ -127,7 +133,7 @@ class ProfileTables:
         """Raise :class:`InstanceFormatError` naming ``source`` and the array when an axis is empty,
         negative or not strictly increasing, or a time is negative, NaN (the prefill grid may have
         NaN holes) or infinite, or a table's shape does not match its axes."""
-        for axis, values, optional in _TABLES + tuple((g, None, False) for g in _GRIDS.values()):
+        for axis, values, optional in _TABLES + tuple((g, None, g == "moe_experts") for g in _GRIDS.values()):
             x = np.asarray(getattr(self, axis))
             if optional and x.size == 0:
                 continue
@@ -153,8 +159,9 @@ class ProfileTables:
 #: (axis, values, optional) of every table; the 2-D grids' second axes in _GRIDS
 _TABLES = (("tokens", "token_ms", False), ("kv_save_tokens", "kv_save_ms", False), ("decode_bs", "decode_ms", False),
            ("prefill_chunk", "prefill_ms", False), ("allreduce_tokens", "allreduce_ms", True),
-           ("sendrecv_tokens", "sendrecv_ms", True), ("iter_tokens", "iter_ms", True), ("seq_count", "seq_ms", True))
-_GRIDS = {"decode_ms": "decode_kv", "prefill_ms": "prefill_kv"}
+           ("sendrecv_tokens", "sendrecv_ms", True), ("iter_tokens", "iter_ms", True), ("seq_count", "seq_ms", True),
+           ("moe_tokens", "moe_ms", True))
+_GRIDS = {"decode_ms": "decode_kv", "prefill_ms": "prefill_kv", "moe_ms": "moe_experts"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,13 +229,32 @@ class LatencyModel:
         max_batch: largest decode batch size to tabulate.
         max_kv: largest KV length to tabulate.
         cpu_overhead_ms: a constant per-iteration overhead, milliseconds.
+        cpu_per_seq_ms: a per-iteration overhead per request in the batch, milliseconds.
+        cpu_per_token_ms: a per-iteration overhead per token in the batch, milliseconds.
+        ep: expert-parallel degree of an MoE model (each rank holds ``num_experts / ep`` experts and
+            receives the tokens of ``ep`` ranks loaded like this one).
+        moe_skew: routing skew of an MoE model: expert popularity ~ rank^-moe_skew (0: uniform).
+        skew_alpha: decode attention of a batch with uneven KV lengths is ``t(mean) + skew_alpha *
+            (t(max) - t(mean))`` where ``t(x)`` is the time of the batch with every KV length x
+            (LLMServingSim's skew model; 0: the mean only, Vidur's rule).
     """
 
     def __init__(self, tables: ProfileTables, model: ModelConfig, pp: int = 1, max_tokens: int = 16384,
-                 max_batch: int = 512, max_kv: int | None = None, cpu_overhead_ms: float = 0.0):
+                 max_batch: int = 512, max_kv: int | None = None, cpu_overhead_ms: float = 0.0,
+                 cpu_per_seq_ms: float = 0.0, ep: int = 1, moe_skew: float = 0.0, skew_alpha: float = 0.0,
+                 cpu_per_token_ms: float = 0.0):
         tables.check(str(tables.meta.get("source", "profile tables")))
         self.tables = tables
         self.model = model
+        self.cpu_per_seq_ms = float(cpu_per_seq_ms)
+        self.cpu_per_token_ms = float(cpu_per_token_ms)
+        self.ep = int(ep)
+        self.moe_skew = float(moe_skew)
+        self.skew_alpha = float(skew_alpha)
+        if model.is_moe and len(tables.moe_tokens) == 0:
+            raise InstanceFormatError(str(tables.meta.get("source", "profile")),
+                                      f"model {model.name} is MoE but the profile has no MoE table (moe.csv)",
+                                      fix="load a profile measured with moe.csv for this model")
         self.layers = model.num_layers // pp
         self.pp = pp
         self.tp = int(tables.meta.get("tp", 1))
@@ -272,13 +298,32 @@ class LatencyModel:
                      + _interp_extrap(n, t.kv_save_tokens.astype(float), t.kv_save_ms.astype(float)))
         if self.tp > 1 and not t.meta.get("allreduce_in_ops"):
             per_layer = per_layer + 2 * _interp_extrap(n8, t.allreduce_tokens.astype(float), t.allreduce_ms)
+        if self.model.is_moe:
+            per_layer = per_layer + self._moe_at(n)
         base = L * per_layer
         if self.pp > 1:
             base = base + _interp_extrap(n8, t.sendrecv_tokens.astype(float), t.sendrecv_ms)
         if len(t.iter_tokens):
             base = base + _interp_extrap(n, t.iter_tokens.astype(float), t.iter_ms)
-        base = base + self.cpu_overhead_ms
+        base = base + self.cpu_overhead_ms + self.cpu_per_token_ms * n
         return np.where(n > 0, base, 0.0)
+
+    def _moe_at(self, n: np.ndarray) -> np.ndarray:
+        """Per-layer MoE time in ms for ``n`` tokens: the measured (tokens, activated experts) grid,
+        linear along tokens (extrapolated beyond), then along experts at the expected number of
+        experts this rank activates (:func:`active_experts`)."""
+        t, m = self.tables, self.model
+        act = active_experts(n, m.num_experts, m.experts_per_token, self.ep, self.moe_skew)
+        cols = np.stack([_interp_extrap(n, t.moe_tokens.astype(float), t.moe_ms[:, j])
+                         for j in range(len(t.moe_experts))], axis=1)
+        xs = t.moe_experts.astype(float)
+        a = np.clip(act, xs[0], xs[-1])
+        j = np.clip(np.searchsorted(xs, a, side="right") - 1, 0, max(len(xs) - 2, 0))
+        if len(xs) == 1:
+            return cols[:, 0]
+        w = (a - xs[j]) / (xs[j + 1] - xs[j])
+        rows = np.arange(len(n))
+        return (1 - w) * cols[rows, j] + w * cols[rows, j + 1]
 
     def _decode_at(self, bs: np.ndarray, kv: np.ndarray) -> np.ndarray:
         """Decode attention in ms, all layers, (len(bs), len(kv)): interpolated along the KV axis of
@@ -292,9 +337,10 @@ class LatencyModel:
     def _seq_at(self, bs: np.ndarray) -> np.ndarray:
         """Per-sequence operators in ms by batch size; 0 for batch size 0 or without that table."""
         t = self.tables
+        cpu = self.cpu_per_seq_ms * bs
         if not len(t.seq_count):
-            return np.zeros(len(bs))
-        return np.where(bs > 0, _interp_extrap(bs, t.seq_count.astype(float), t.seq_ms), 0.0)
+            return np.where(bs > 0, cpu, 0.0)
+        return np.where(bs > 0, _interp_extrap(bs, t.seq_count.astype(float), t.seq_ms) + cpu, 0.0)
 
     # -- scalar API used by the simulator --------------------------------------------------------
     def base(self, n_tokens: int) -> float:
@@ -313,6 +359,13 @@ class LatencyModel:
         if batch <= self.max_batch and k < len(self._decode_rows[0]):
             return self._decode_rows[batch][k]
         return float(self._decode_at(np.array([float(batch)]), np.array([float(k * KV_GRANULARITY)]))[0, 0])
+
+    def decode_skewed(self, batch: int, kv_sum: int, kv_max: int) -> float:
+        """Decode attention (ms) with the skew model: ``t(mean) + skew_alpha * (t(max) - t(mean))``."""
+        d = self.decode(batch, kv_sum)
+        if self.skew_alpha == 0.0 or batch <= 1:
+            return d
+        return d + self.skew_alpha * (self.decode(batch, kv_max * batch) - d)
 
     def prefill(self, chunks: list[int], kvs: list[int]) -> float:
         """Prefill attention (all layers) in ms for chunks with the given cached KV lengths
@@ -495,6 +548,16 @@ def load_llmservingsim(tp_dir: str | Path, model: ModelConfig, tp: int = 1, devi
                  "rotary_emb": 1, "layernorm": 2 if model.post_attn_norm else 1}
     iter_ops = ("embedding", "final_layernorm")
     have = set(dense.layer.unique())
+    if "qk_norm" in have:  # Qwen3: RMS norm of the queries and keys
+        layer_ops["qk_norm"] = 1
+    moe_csv = tp_dir / "moe.csv"
+    if model.is_moe:  # the MLP is the MoE block (moe.csv), not dense projections
+        for o in ("gate_up_proj", "act_fn", "down_proj"):
+            layer_ops.pop(o)
+        if not moe_csv.is_file():
+            raise InstanceFormatError(str(moe_csv), f"model {model.name} is MoE ({model.num_experts} experts) "
+                                                    "but the profile has no moe.csv",
+                                      fix="profile the MoE layer (columns tokens, activated_experts, time_us)")
     missing = [o for o in layer_ops if o not in have]
     if missing:
         raise InstanceFormatError(dsrc, f"column 'layer' lacks operator(s) {missing}",
@@ -532,6 +595,14 @@ def load_llmservingsim(tp_dir: str | Path, model: ModelConfig, tp: int = 1, devi
                             "allreduce_in_ops": tp > 1})
     if it_us is not None:
         t.iter_tokens, t.iter_ms = piv.index.to_numpy(np.int64), it_us.to_numpy() * 1e-3
+    if model.is_moe:
+        msrc = str(moe_csv)
+        mdf = _read_csv(moe_csv, ["tokens", "activated_experts", "time_us"])
+        m_t, m_x, m_us = _grid(mdf, "tokens", "activated_experts", "time_us", msrc, "MoE layer", complete=False)
+        # unmeasured cells are more experts than tokens x top-k can activate: flat beyond the last measured
+        t.moe_tokens, t.moe_experts = m_t, m_x
+        t.moe_ms = _fill_rows(m_us, m_x.astype(float), msrc, "MoE layer") * 1e-3
+        t.meta["moe_source"] = msrc
     ps = tp_dir / "per_sequence.csv"
     if ps.is_file():
         sdf = _read_csv(ps, ["layer", "sequences", "time_us"])
@@ -565,10 +636,25 @@ def load_profile(name_or_path: str) -> ProfileTables:
 
 @lru_cache(maxsize=64)
 def latency_model(device: str, model: str, tp: int = 1, pp: int = 1, cpu_overhead_ms: float = 0.0,
-                  profile: str | None = None) -> LatencyModel:
+                  profile: str | None = None, cpu_per_seq_ms: float = 0.0, ep: int = 1, moe_skew: float = 0.0,
+                  skew_alpha: float = 0.0, cpu_per_token_ms: float = 0.0) -> LatencyModel:
     """The :class:`LatencyModel` of a shipped (or given) profile; cached per configuration."""
     from schedgym.envs.llmserve.configs import load_model
 
     m = load_model(model)
     tables = load_profile(profile or profile_name(device, model, tp))
-    return LatencyModel(tables, m, pp=pp, cpu_overhead_ms=cpu_overhead_ms)
+    return LatencyModel(tables, m, pp=pp, cpu_overhead_ms=cpu_overhead_ms, cpu_per_seq_ms=cpu_per_seq_ms, ep=ep,
+                        moe_skew=moe_skew, skew_alpha=skew_alpha, cpu_per_token_ms=cpu_per_token_ms)
+
+
+def active_experts(n: np.ndarray, num_experts: int, top_k: int, ep: int = 1, skew: float = 0.0) -> np.ndarray:
+    """Expected experts one expert-parallel rank activates for ``n`` tokens per rank (float array).
+
+    Expert ``e`` (popularity rank e = 1..E) is chosen by a token with probability ``q_e = min(1, k p_e)``
+    where ``p_e ~ e^-skew`` (uniform for skew 0); a rank holds ``E / ep`` experts and sees the tokens
+    of all ``ep`` ranks, so it activates on average ``(1 / ep) sum_e 1 - (1 - q_e)^(n ep)``."""
+    p = np.arange(1, num_experts + 1, dtype=np.float64) ** -float(skew)
+    q = np.minimum(1.0, top_k * p / p.sum())
+    n = np.asarray(n, dtype=np.float64)
+    miss = np.exp(np.outer(n * ep, np.log1p(-np.minimum(q, 1 - 1e-12))))
+    return (1.0 - miss).sum(axis=1) / ep

@@ -19,6 +19,11 @@ Batch formation per scheduler (``ReplicaSpec.scheduler``):
   running requests in arrival order. Swapped-out requests return before any new admission.
 * ``sarathi`` (vLLM v1): every running decode (1 token each), then running partial prefills, then
   new requests, chunked to fill ``chunk_size`` tokens.
+* ``vllm_v1`` (vLLM >= 0.8): one token budget per step (``chunk_size`` = max_num_batched_tokens):
+  running requests in order (decodes 1 token, partial prefills chunked), each allocating the blocks
+  its new tokens need (no watermark; on exhaustion the newest running request is preempted by
+  recompute and no new request is admitted in that step), then waiting requests chunked into the
+  budget left while ``batch_cap`` (max_num_seqs) allows and their first chunk's blocks are free.
 * ``orca``: running requests (decodes and whole prompts) plus new requests, each reserving blocks
   for the model length at admission; no preemption.
 
@@ -35,6 +40,7 @@ The simulator (:mod:`schedgym.envs.llmserve.sim`) drives replicas; the admission
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from schedgym.envs.llmserve.configs import load_device, load_model
@@ -60,6 +66,8 @@ class ReqState:
     preempt: list[int] = field(default_factory=list)
     replica: list[int] = field(default_factory=list)
     klass: list[int] = field(default_factory=list)  # SLO class (0: highest priority)
+    stream: list[int] | None = None  # prefix caching: content stream of each request (-1: its own)
+    shared: list[int] | None = None  # prefix caching: tokens shared with the stream
 
     @classmethod
     def create(cls, arrival, prompt, output, klass=None) -> ReqState:
@@ -86,6 +94,9 @@ class IterLog:
         self.ev_req: list[int] = []
         self.ev_time: list[float] = []
         self.ev_kind: list[int] = []
+        self.hit_req: list[int] = []
+        self.hit_time: list[float] = []
+        self.hit_tok: list[int] = []
 
     def add(self, replica: int, start: float, end: float, rids: list[int], toks: list[int], swap_blocks: int = 0) -> None:
         self.replica.append(replica)
@@ -124,7 +135,17 @@ class Replica:
         self.log = log
         self.num_blocks = int(num_blocks)
         self.bs = spec.block_size
-        self.watermark = int(spec.watermark_fraction * self.num_blocks)
+        # vLLM v1 allocates blocks per chunk and keeps no watermark
+        self.watermark = 0 if spec.scheduler == "vllm_v1" else int(spec.watermark_fraction * self.num_blocks)
+        self._v1_preempted = False  # vLLM v1: a preemption in this step stops admissions
+        # prefix caching (vLLM v1): content key -> holders; cached blocks no request holds, least
+        # recently freed first; the keys each request holds (its leading full blocks)
+        self.pc = spec.prefix_caching
+        self.cache_ref: dict[tuple[int, int], int] = {}
+        self.evictable: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.held: dict[int, list[tuple[int, int]]] = {}
+        self.hit_tokens = 0
+        self.lookup_tokens = 0
         self.cap = spec.batch_cap  # one micro-batch in flight (no pipelining across stages)
         self.kind = spec.scheduler
         self.prio = spec.preempt_order == "priority"
@@ -174,10 +195,101 @@ class Replica:
         self.used += n
         if self.used > self.peak:
             self.peak = self.used
+        if self.pc:
+            self._evict()
 
     def _free(self, rid: int) -> None:
+        if self.pc:
+            return self._free_cached(rid)
         self.used -= self.st.blocks[rid]
         self.st.blocks[rid] = 0
+
+    # -- prefix caching ------------------------------------------------------------------------
+    def _key(self, rid: int, b: int) -> tuple[int, int]:
+        s = self.st.stream[rid]
+        if s >= 0 and (b + 1) * self.bs <= self.st.shared[rid]:
+            return (s, b)
+        return (-1 - rid, b)
+
+    def _evict(self) -> None:
+        """Drop the least recently freed cached blocks until they fit in the free blocks."""
+        ev, ref = self.evictable, self.cache_ref
+        room = self.num_blocks - self.used
+        while len(ev) > room:
+            k, _ = ev.popitem(last=False)
+            del ref[k]
+
+    def _lookup(self, rid: int) -> tuple[int, int]:
+        """(cached leading blocks of ``rid``'s context, how many of them no request holds); the
+        last token is never taken from the cache (it must be computed to sample)."""
+        ref, ev = self.cache_ref, self.evictable
+        hits = free = 0
+        for b in range((self.st.P[rid] - 1) // self.bs):
+            k = self._key(rid, b)
+            if k not in ref:
+                break
+            hits += 1
+            if k in ev:
+                free += 1
+        return hits, free
+
+    def _take_hits(self, rid: int, t: float) -> None:
+        st = self.st
+        hits, _ = self._lookup(rid)
+        self.lookup_tokens += st.P[rid]
+        h = self.held.setdefault(rid, [])
+        ref, ev = self.cache_ref, self.evictable
+        for b in range(hits):
+            k = self._key(rid, b)
+            if ref[k] == 0:
+                del ev[k]
+                self.used += 1
+            ref[k] += 1
+            h.append(k)
+        if hits:
+            st.blocks[rid] += hits
+            st.proc[rid] = hits * self.bs
+            self.hit_tokens += hits * self.bs
+            log = self.log
+            log.hit_req.append(rid)
+            log.hit_time.append(t)
+            log.hit_tok.append(hits * self.bs)
+            if self.used > self.peak:
+                self.peak = self.used
+
+    def _register(self, rid: int) -> None:
+        """Cache the full blocks ``rid`` has written (after an iteration)."""
+        st = self.st
+        written = st.proc[rid] - (1 if st.pdone[rid] else 0)
+        full = written // self.bs
+        h = self.held.setdefault(rid, [])
+        ref, ev = self.cache_ref, self.evictable
+        while len(h) < full:
+            k = self._key(rid, len(h))
+            c = ref.get(k)
+            if c is None:
+                ref[k] = 1
+            else:  # the same content was computed elsewhere meanwhile: share that block, drop ours
+                if c == 0:
+                    del ev[k]
+                    self.used += 1
+                ref[k] = c + 1
+                self.used -= 1
+            h.append(k)
+
+    def _free_cached(self, rid: int) -> None:
+        st = self.st
+        h = self.held.pop(rid, [])
+        ref, ev = self.cache_ref, self.evictable
+        released = st.blocks[rid] - len(h)
+        for k in reversed(h):  # the tail first: evicted before the prefix it extends
+            c = ref[k] - 1
+            ref[k] = c
+            if c == 0:
+                ev[k] = None
+                released += 1
+        self.used -= released
+        st.blocks[rid] = 0
 
     def _preempt(self, rid: int, t: float) -> None:
         st = self.st
@@ -220,6 +332,9 @@ class Replica:
             return
         R = self.running
         self._order(R)
+        if kind == "vllm_v1":
+            self._running_v1(R, t)
+            return
         cap = self.cap
         if kind == "orca":
             n = min(len(R), cap)
@@ -274,6 +389,46 @@ class Replica:
         self.running = skipped + leftover
         self._ntok = ntok
 
+    def _running_v1(self, R: list[int], t: float) -> None:
+        """vLLM v1, running requests in order within the step's token budget (``chunk_size``): a
+        decode takes 1 token, a partial prefill the rest of its prompt up to the budget left; each
+        takes the KV blocks its new tokens need; when they are not free the newest running request
+        not yet scheduled is preempted (recompute), or the request itself when none is left."""
+        st = self.st
+        bt, bk = self.batch, self.btok
+        bs = self.bs
+        total = self.num_blocks
+        P, proc, pdone, blocks = st.P, st.proc, st.pdone, st.blocks
+        budget = self.spec.chunk_size
+        self._v1_preempted = False
+        i, j = 0, len(R)
+        while i < j and budget > 0:
+            r = R[i]
+            i += 1
+            if pdone[r]:
+                k = 1
+                need = -(-proc[r] // bs) - blocks[r]
+            else:
+                k = P[r] - proc[r]
+                if k > budget:
+                    k = budget
+                need = -(-(proc[r] + k) // bs) - blocks[r]
+            if need > 0:
+                if total - self.used < need:
+                    self._v1_preempted = True
+                    while total - self.used < need and i < j:
+                        j -= 1
+                        self._preempt(R[j], t)
+                    if total - self.used < need:
+                        self._preempt(r, t)
+                        continue
+                self._alloc(r, need)
+            bt.append(r)
+            bk.append(k)
+            budget -= k
+        self.running = R[i:j]
+        self._ntok = self.spec.chunk_size - budget
+
     def _swap_in(self, t: float) -> None:
         st = self.st
         keep = []
@@ -293,7 +448,7 @@ class Replica:
     def next_tokens(self, rid: int) -> int:
         """Tokens ``rid`` would process if admitted now (0: does not fit the token budget)."""
         st = self.st
-        if self.kind == "sarathi":
+        if self.kind == "sarathi" or self.kind == "vllm_v1":
             return max(0, min(st.P[rid] - st.proc[rid], self.spec.chunk_size - self._ntok))
         return st.P[rid]
 
@@ -306,6 +461,15 @@ class Replica:
             return False
         if self.kind == "orca":
             return self.num_blocks - self.used >= self.max_blocks_seq
+        if self.kind == "vllm_v1":
+            if self._v1_preempted:
+                return False
+            if self.pc and st.proc[rid] == 0:
+                hits, free = self._lookup(rid)
+                k = min(st.P[rid] - hits * self.bs, self.spec.chunk_size - self._ntok)
+                return k > 0 and self.num_blocks - self.used >= -(-(hits * self.bs + k) // self.bs) - hits + free
+            k = self.next_tokens(rid)
+            return k > 0 and self.num_blocks - self.used >= -(-(st.proc[rid] + k) // self.bs) - st.blocks[rid]
         if self.num_blocks - self.used - (-(-st.P[rid] // self.bs)) < self.watermark:
             return False
         if self.kind == "vllm_v0":
@@ -322,6 +486,11 @@ class Replica:
         if self.kind == "orca":
             self._alloc(rid, self.max_blocks_seq)
             k = st.P[rid] - st.proc[rid]
+        elif self.kind == "vllm_v1":
+            if self.pc and st.proc[rid] == 0:
+                self._take_hits(rid, self._t)
+            k = self.next_tokens(rid)
+            self._alloc(rid, -(-(st.proc[rid] + k) // self.bs) - st.blocks[rid])
         else:
             self._alloc(rid, -(-st.P[rid] // self.bs))
             k = self.next_tokens(rid)
@@ -395,13 +564,17 @@ class Replica:
         lat = self.lat
         nd = 0
         kvsum = 0
+        kvmax = 0
         chunks: list[int] = []
         ckv: list[int] = []
         fs = st.first_sched
         for r, k in zip(bt, bk):
             if st.pdone[r]:
                 nd += 1
-                kvsum += st.proc[r]
+                p = st.proc[r]
+                kvsum += p
+                if p > kvmax:
+                    kvmax = p
             else:
                 chunks.append(k)
                 ckv.append(st.proc[r])
@@ -409,7 +582,7 @@ class Replica:
                     fs[r] = t
         ms = lat.base(self._ntok) + lat.seq(len(bt))
         if nd:
-            ms += lat.decode(nd, kvsum)
+            ms += lat.decode_skewed(nd, kvsum, kvmax) if lat.skew_alpha else lat.decode(nd, kvsum)
         if chunks:
             ms += lat.prefill(chunks, ckv)
         self.t_start = t
@@ -428,6 +601,7 @@ class Replica:
         done = []
         keep = self.running
         handoff = self.handoff
+        pc = self.pc
         for r, k in zip(self.batch, self.btok):
             if pdone[r]:
                 proc[r] += 1
@@ -443,10 +617,15 @@ class Replica:
                     if handoff is not None and gen[r] < out[r]:
                         handoff.append(r)  # keeps its blocks until its KV transfer ends
                         continue
+            if pc:
+                self._register(r)
             if gen[r] >= out[r]:
                 st.completion[r] = t
-                self.used -= st.blocks[r]
-                st.blocks[r] = 0
+                if pc:
+                    self._free_cached(r)
+                else:
+                    self.used -= st.blocks[r]
+                    st.blocks[r] = 0
                 done.append(r)
             else:
                 keep.append(r)

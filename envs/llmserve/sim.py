@@ -97,11 +97,16 @@ class Simulator:
                  max_defer_s: float | None = None):
         self.inst = instance
         self.st = ReqState.create(instance.arrival, instance.prompt, instance.output, instance.klass)
+        n = instance.n_requests
+        self.st.stream = instance.prefix_stream.tolist() if instance.prefix_stream is not None else [-1] * n
+        self.st.shared = instance.prefix_shared.tolist() if instance.prefix_shared is not None else [0] * n
         self.log = IterLog()
         max_req = int(max(int((instance.prompt + instance.output).max(initial=1)), 1))
         self.replicas: list[Replica] = []
         for i, spec in enumerate(instance.replicas):
-            lat = latency_model(spec.device, spec.model, spec.tp, spec.pp, spec.cpu_overhead_ms, spec.profile)
+            lat = latency_model(spec.device, spec.model, spec.tp, spec.pp, spec.cpu_overhead_ms, spec.profile,
+                                spec.cpu_overhead_per_seq_ms, spec.ep, spec.moe_skew, spec.skew_alpha,
+                                spec.cpu_overhead_per_token_ms)
             nb = kv_capacity_blocks(spec, max_request_tokens=instance.meta.get("vidur_max_tokens"))
             max_len = load_model(spec.model).max_model_len
             self.replicas.append(Replica(i, spec, lat, nb, self.st, self.log, min(max_req, max_len)))
@@ -194,11 +199,17 @@ class Simulator:
     def _route_inline(self, rid: int) -> int:
         r = self.router
         if isinstance(r, Router):
+            if r.kind == "prefix_affinity":
+                return r(self.view, self.st.prompt[rid], cached=self.cached_prefix(rid))
             if r.kind == "least_kv":
                 pend = [sum(-(-self.st.P[w] // rep.bs) for w in rep.waiting) for rep in self.replicas[:self.n_route]]
                 return r(self.view, self.st.prompt[rid], pend)
             return r(self.view, self.st.prompt[rid])
         return int(r(self, rid))
+
+    def cached_prefix(self, rid: int) -> list[int]:
+        """Tokens of ``rid``'s prompt each routable replica's prefix cache holds now (0 without caching)."""
+        return [rep._lookup(rid)[0] * rep.bs if rep.pc else 0 for rep in self.replicas[:self.n_route]]
 
     def _form_inline(self, rep: Replica, t: float, retry: bool = False) -> None:
         rep.start_formation(t)
@@ -423,6 +434,8 @@ class Simulator:
             num_blocks=np.array([r.num_blocks for r in self.replicas], np.int64),
             block_size=self.replicas[0].bs if self.replicas else 16,
             kv_peak_blocks=np.array([r.peak for r in self.replicas], np.int64),
+            hit_req=np.array(log.hit_req, np.int64), hit_time=np.array(log.hit_time),
+            hit_tokens=np.array(log.hit_tok, np.int64),
             **(self.pdx.arrays() if self.pdx is not None else {}), **self._admission_arrays())
 
     def _admission_arrays(self) -> dict:

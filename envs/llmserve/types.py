@@ -13,9 +13,9 @@ import numpy as np
 
 from schedgym.envs.core.errors import InstanceFormatError
 
-SCHEDULERS = ("vllm_v0", "sarathi", "orca")
+SCHEDULERS = ("vllm_v0", "sarathi", "orca", "vllm_v1")
 #: routing rules of :class:`schedgym.envs.llmserve.cluster.Router` (arrivals, and decode replicas under PD)
-ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two")
+ROUTERS = ("round_robin", "random", "least_outstanding", "least_kv", "power_of_two", "prefix_affinity")
 PREEMPTION = ("recompute", "swap")
 #: which running request a replica preempts when KV runs out: ``lifo`` (the latest arrival, vLLM) or
 #: ``priority`` (the lowest-priority class first, i.e. the highest class index; latest arrival within it)
@@ -35,7 +35,11 @@ class ReplicaSpec:
         scheduler: ``vllm_v0`` (prefill-prioritised, prefill-only or decode-only batches),
             ``sarathi`` (vLLM v1 / Sarathi-Serve: chunked prefill mixed with decodes within
             ``chunk_size`` tokens) or ``orca`` (iteration-level, whole prompts, KV reserved for the
-            model length).
+            model length), or ``vllm_v1`` (vLLM >= 0.8's one token budget per step,
+            ``chunk_size`` = max_num_batched_tokens, ``batch_cap`` = max_num_seqs: running requests
+            in order (decodes 1 token, partial prefills chunked), then waiting requests chunked; KV
+            blocks allocated per chunk, no watermark; when a running request finds no free block the
+            newest running request is preempted (recompute) and no waiting request is admitted that step).
         batch_cap: most requests resident (and in one batch).
         max_tokens_in_batch: vLLM v0 token budget (batch size x longest prompt in the batch).
         chunk_size: Sarathi token budget per iteration.
@@ -53,6 +57,17 @@ class ReplicaSpec:
             lowest-priority class is preempted first; class 0 is the highest priority).
         cpu_overhead_ms: a constant per-iteration CPU overhead, milliseconds.
         profile: a profile name or ``.npz`` path (default: ``<device>__<model>__tp<tp>``).
+        prefix_caching: vLLM v1's automatic prefix caching (``scheduler=vllm_v1`` only): full KV
+            blocks are cached by content (:attr:`LLMServeInstance.prefix_stream`); a new or restarted
+            request reuses the longest cached prefix of its context (never its last token) and
+            prefills only the rest; blocks no request holds stay cached until evicted, least recently
+            freed first, when a block is needed.
+        cpu_overhead_per_seq_ms: per-iteration CPU overhead per request in the batch, milliseconds.
+        cpu_overhead_per_token_ms: per-iteration overhead per token in the batch, milliseconds (what
+            a profile misses that scales with tokens, e.g. expert-parallel all-to-all over PCIe).
+        ep: expert-parallel degree (MoE models: each rank holds ``num_experts / ep`` experts).
+        moe_skew: MoE routing skew (expert popularity ~ rank^-moe_skew; 0: uniform).
+        skew_alpha: decode attention of uneven KV lengths, ``t(mean) + skew_alpha (t(max) - t(mean))``.
     """
 
     model: str = "llama2-7b"
@@ -73,12 +88,22 @@ class ReplicaSpec:
     cpu_overhead_ms: float = 0.0
     profile: str | None = None
     preempt_order: str = "lifo"
+    prefix_caching: bool = False
+    cpu_overhead_per_seq_ms: float = 0.0
+    cpu_overhead_per_token_ms: float = 0.0
+    ep: int = 1
+    moe_skew: float = 0.0
+    skew_alpha: float = 0.0
 
     def __post_init__(self):
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.preemption not in PREEMPTION:
             raise ValueError(f"preemption must be one of {PREEMPTION}, got {self.preemption!r}")
+        if self.prefix_caching and self.scheduler != "vllm_v1":
+            raise ValueError("prefix_caching needs scheduler='vllm_v1'")
+        if self.scheduler == "vllm_v1" and self.preemption != "recompute":
+            raise ValueError("scheduler vllm_v1 preempts by recompute only; set preemption='recompute'")
         if self.preempt_order not in PREEMPT_ORDER:
             raise ValueError(f"preempt_order must be one of {PREEMPT_ORDER}, got {self.preempt_order!r}")
         if self.kv_capacity not in KV_CAPACITY:
@@ -98,6 +123,11 @@ def _is_number(v) -> bool:
 #: valid ranges of the numeric ReplicaSpec fields: key -> (test, description)
 _REPLICA_RANGES = {
     "tp": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
+    "ep": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
+    "cpu_overhead_per_seq_ms": (lambda v: v >= 0, "a number >= 0 (ms per request per iteration)"),
+    "cpu_overhead_per_token_ms": (lambda v: v >= 0, "a number >= 0 (ms per token per iteration)"),
+    "moe_skew": (lambda v: 0 <= v <= 4, "0 <= moe_skew <= 4 (0: uniform routing)"),
+    "skew_alpha": (lambda v: 0 <= v <= 1, "0 <= skew_alpha <= 1"),
     "pp": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
     "batch_cap": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (requests per batch)"),
     "max_tokens_in_batch": (lambda v: v >= 1 and v == int(v), "an integer >= 1 (tokens)"),
@@ -175,6 +205,12 @@ class LLMServeInstance:
         source: trace / generator description.
         meta: free-form details.
         pd: prefill/decode disaggregation of the replicas (None: every replica serves whole requests).
+        prefix_stream: (N,) int64 content stream of each request's leading tokens (-1: its own), or
+            None: with prefix caching, block ``b`` of request ``r`` (tokens ``b*bs .. (b+1)*bs-1``) holds
+            the same content as block ``b`` of every request of the same stream while ``(b+1)*bs <=
+            prefix_shared[r]`` (:func:`block_key`), e.g. a conversation's turns or a tenant's system prompt.
+        prefix_shared: (N,) int64 tokens of the request's context shared with its stream (the rest
+            is its own), or None.
     """
 
     name: str
@@ -191,8 +227,15 @@ class LLMServeInstance:
     source: str = ""
     meta: dict = field(default_factory=dict)
     pd: PDSpec | None = None
+    prefix_stream: np.ndarray | None = None
+    prefix_shared: np.ndarray | None = None
 
     def __post_init__(self):
+        if (self.prefix_stream is None) != (self.prefix_shared is None):
+            raise ValueError("prefix_stream and prefix_shared go together (both arrays or both None)")
+        if self.prefix_stream is not None and (len(self.prefix_stream) != len(self.arrival)
+                                               or len(self.prefix_shared) != len(self.arrival)):
+            raise ValueError("prefix_stream / prefix_shared need one entry per request")
         if self.pd is not None and self.pd.n_replicas != len(self.replicas):
             raise ValueError(f"pd={self.pd.n_prefill}+{self.pd.n_decode} needs {self.pd.n_replicas} replicas, "
                              f"the instance has {len(self.replicas)}")
@@ -217,8 +260,10 @@ class LLMServeInstance:
         s = slice(start, start + count)
         a = self.arrival[s]
         a = a - (a[0] if len(a) else 0.0)
+        pfx = {} if self.prefix_stream is None else {"prefix_stream": self.prefix_stream[s],
+                                                      "prefix_shared": self.prefix_shared[s]}
         return replace(self, name=f"{self.name}[{start}:{start + count}]", arrival=a, prompt=self.prompt[s],
-                       output=self.output[s], klass=self.klass[s], tenant=self.tenant[s])
+                       output=self.output[s], klass=self.klass[s], tenant=self.tenant[s], **pfx)
 
 
 @dataclass
@@ -241,6 +286,8 @@ class LLMServeSolution:
         it_swap_blocks: (I,) int64 KV blocks copied over the host link (swap out and in) when the
             iteration's batch was formed; their copy time (blocks x block bytes / ``pcie_gbps``) is
             part of the iteration's duration. None: no swap recorded (taken as 0).
+        hit_req, hit_time, hit_tokens: (H,) prefix-cache hits: request, time (its admission), tokens
+            of its context found cached (whole blocks) and not prefilled.
         ev_req, ev_time, ev_kind: (E,) preemption events: kind 0 = restart (KV dropped, recompute),
             1 = swap out (KV to host), 2 = swap in (KV back).
         num_blocks: (R,) int64 KV blocks of each replica.
@@ -296,6 +343,9 @@ class LLMServeSolution:
     tx_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tx_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
     shed: np.ndarray | None = None
+    hit_req: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    hit_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hit_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     adm_req: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     adm_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
     adm_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -308,3 +358,11 @@ class LLMServeSolution:
     @property
     def n_iterations(self) -> int:
         return int(self.it_start.shape[0])
+
+
+def block_key(rid: int, b: int, stream: int, shared_tokens: int, block_size: int) -> tuple[int, int]:
+    """Content identity of KV block ``b`` of request ``rid`` (see :attr:`LLMServeInstance.prefix_stream`):
+    ``(stream, b)`` for a block within the shared tokens of a stream, else ``(-1 - rid, b)``."""
+    if stream >= 0 and (b + 1) * block_size <= shared_tokens:
+        return (stream, b)
+    return (-1 - rid, b)

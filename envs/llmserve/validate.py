@@ -49,6 +49,7 @@ from schedgym.envs.core.errors import InfeasibleSolution
 from schedgym.envs.llmserve.iteration_check import ReplicaTiming
 from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 from schedgym.envs.llmserve.validate_admission import check_admission
+from schedgym.envs.llmserve.validate_prefix import check_prefix
 
 EPS = 1e-9
 
@@ -121,6 +122,12 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
     ev_r = sol.ev_req[ev_order].tolist()
     ev_k = sol.ev_kind[ev_order].tolist()
     ne, ei = len(ev_t), 0
+    # prefix-cache hits: the request starts with that many tokens of KV already written
+    h_order = np.argsort(sol.hit_time, kind="stable")
+    hit_t, hit_r = sol.hit_time[h_order].tolist(), sol.hit_req[h_order].tolist()
+    hit_k = sol.hit_tokens[h_order].tolist()
+    nh, hi = len(hit_t), 0
+    shared_kv = [s.prefix_caching for s in inst.replicas]  # distinct blocks checked by validate_prefix
     it_rep = sol.it_replica.tolist()
     it_s = sol.it_start.tolist()
     it_e = sol.it_end.tolist()
@@ -201,6 +208,17 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                 if not resident[r] and loc[r] >= 0:
                     resident[r] = True
                     kv_used[loc[r]] += -(-ctx[r] // bs)
+        while hi < nh and hit_t[hi] <= s + EPS:
+            r, k = hit_r[hi], hit_k[hi]
+            hi += 1
+            if check and (resident[r] or ctx[r] != 0 or k % bs or not 0 < k < prompt[r] + gen[r]):
+                fail(f"request {r}: a prefix-cache hit of {k} tokens at {hit_t[hi - 1]:.6f} needs a request "
+                     f"with no KV (it has {ctx[r]} tokens) and whole blocks short of its {prompt[r] + gen[r]} "
+                     f"known tokens")
+            ctx[r] = k
+            resident[r] = True
+            if loc[r] >= 0:
+                kv_used[loc[r]] += -(-k // bs)
         if check:
             if not (0 <= rp < R):
                 fail(f"iteration {i}: replica {rp} out of range 0..{R - 1}")
@@ -213,6 +231,7 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
         dec_kv: list[int] = []
         chunks: list[int] = []
         cached: list[int] = []
+        cut_short = False
         if check and ptr[i + 1] <= ptr[i]:
             fail(f"iteration {i} on replica {rp} processes no request")
         for j in range(ptr[i], ptr[i + 1]):
@@ -254,6 +273,7 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                 else:
                     chunks.append(k)
                     cached.append(ctx[r])
+                    cut_short = cut_short or ctx[r] + k < known
             old = -(-ctx[r] // bs)
             ctx[r] += k
             kv_used[rp] += -(-ctx[r] // bs) - old
@@ -271,11 +291,11 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
                     kv_used[rp] -= -(-ctx[r] // bs)
         if check and toks and 0 <= rp < R:
             _check_iteration(inst, timing, i, rp, s, e, toks, dec_kv, chunks, cached, swaps[i],
-                             swap_bound.get((rp, s), 0))
+                             swap_bound.get((rp, s), 0), cut_short)
         if nt:
             transfers_until(e)
         kv_trace[i] = kv_used[rp]
-        if check and kv_used[rp] > nblocks[rp]:
+        if check and kv_used[rp] > nblocks[rp] and not shared_kv[rp]:
             fail(f"iteration {i} (t={e:.6f}) on replica {rp}: the resident requests' KV needs {kv_used[rp]} blocks "
                  f"of {bs} tokens, more than its {nblocks[rp]} blocks")
     return {"gen": np.array(gen), "first": np.array(first), "last": np.array(last), "kv_blocks": kv_trace,
@@ -283,13 +303,14 @@ def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True
 
 
 def _check_iteration(inst: LLMServeInstance, timing: dict, i: int, rp: int, s: float, e: float, toks: list[int],
-                     dec_kv: list[int], chunks: list[int], cached: list[int], swap_blocks: int, swap_bound: int) -> None:
+                     dec_kv: list[int], chunks: list[int], cached: list[int], swap_blocks: int, swap_bound: int,
+                     cut_short: bool = False) -> None:
     """Batch cap, token budget, swapped blocks and duration of iteration ``i`` (see iteration_check)."""
     spec = inst.replicas[rp]
     if spec not in timing:
         timing[spec] = ReplicaTiming(spec)
     tm = timing[spec]
-    tm.check_limits(i, rp, toks, chunks)
+    tm.check_limits(i, rp, toks, chunks, cut_short)
     if not 0 <= swap_blocks <= swap_bound:
         raise InfeasibleSolution(f"iteration {i} on replica {rp}: {swap_blocks} swapped KV blocks, but the swap "
                                  f"events at its start ({s:.9f}) move at most {swap_bound}")
@@ -329,11 +350,12 @@ def validate(instance: LLMServeInstance, solution: LLMServeSolution) -> None:
 
             reserve = -(-min(longest, load_model(spec.model).max_model_len) // bs)
             return tokens > reserve * bs or reserve > sol.num_blocks[rp]
-        wm = int(spec.watermark_fraction * sol.num_blocks[rp])
+        wm = 0 if spec.scheduler == "vllm_v1" else int(spec.watermark_fraction * sol.num_blocks[rp])
         return (-(-tokens // bs) > sol.num_blocks[rp] - wm or
                 (spec.scheduler == "vllm_v0" and tokens > spec.max_tokens_in_batch))
 
     check_admission(inst, sol)
+    check_prefix(inst, sol)
     shed = sol.shed if sol.shed is not None else np.zeros(n, bool)
     pd = inst.pd
     for r in np.flatnonzero(sol.rejected & ~shed):

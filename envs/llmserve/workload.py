@@ -28,6 +28,15 @@ each prefill replica's link in GB/s (1e9 bytes/s, like ``pcie_gbps``) [25], ``li
 per-transfer latency in microseconds [10], ``pd_router`` decode-replica rule [least_kv]. Example:
 ``azure_conv:rate=18:n=1000:pd=2+2:link_gbps=25:ttft=0.5:tpot=0.05``.
 
+Shared prefixes (off unless ``prefix`` is given; turn caching on with ``prefix_caching=1`` and
+``scheduler=vllm_v1``): ``prefix=multiturn`` makes conversations of ``turns`` turns on average
+(geometric) [4]: a conversation starts at each arrival of the process, its next turn ``think_s``
+seconds later on average (exponential) [5], and turn ``t``'s prompt is the whole history (earlier
+prompts and answers) plus the trace's prompt as the new message (a conversation restarts when the
+history would pass ``max_tokens``); ``prefix=system`` prepends a system prompt of ``system_tokens``
+[1024] tokens shared by all requests of a tenant (``tenants`` [4]). Example:
+``sharegpt:rate=8:n=600:prefix=multiturn:replicas=4:scheduler=vllm_v1:chunk_size=2048:prefix_caching=1``.
+
 Traces (see ``envs/data/ATTRIBUTION.md``): ``azure_conv`` (19,366 requests), ``azure_code`` (8,819),
 ``arxiv_sum`` (28,257, no arrival times), ``sharegpt`` (30,731, no arrival times), and
 ``synthetic`` (seeded lognormal lengths; keys ``prompt_mean``, ``output_mean``).
@@ -57,15 +66,16 @@ DEFAULT_SLO = {
     "arxiv_sum": (15.0, 0.15), "synthetic": (1.0, 0.1),
 }
 _INT_KEYS = {"n", "seed", "start", "max_tokens", "tenants", "replicas", "tp", "pp", "batch_cap",
-             "max_tokens_in_batch", "chunk_size", "num_blocks"}
+             "max_tokens_in_batch", "chunk_size", "num_blocks", "prefix_caching", "system_tokens"}
 _FLOAT_KEYS = {"rate", "cv", "ttft", "tpot", "prompt_mean", "output_mean", "cpu_overhead_ms", "link_gbps",
-               "link_latency_us", "batch_share", "batch_ttft", "batch_tpot"}
+               "link_latency_us", "batch_share", "batch_ttft", "batch_tpot", "turns", "think_s"}
 _STR_KEYS = {"arrival", "model", "device", "scheduler", "preemption", "kv_capacity", "pd", "pd_router", "batch_trace",
-             "preempt_order"}
+             "preempt_order", "prefix"}
+PREFIX_KINDS = ("multiturn", "system")
 CLASS_KEYS = ("batch_trace", "batch_ttft", "batch_tpot")
 PD_KEYS = ("link_gbps", "link_latency_us", "pd_router")
 REPLICA_KEYS = {"model", "device", "tp", "pp", "scheduler", "batch_cap", "max_tokens_in_batch", "chunk_size",
-                "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms", "preempt_order"}
+                "preemption", "kv_capacity", "num_blocks", "cpu_overhead_ms", "preempt_order", "prefix_caching"}
 
 
 def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,6 +203,10 @@ _OPTION_RANGES = {
     "batch_share": (lambda v: 0 <= v <= 1, "0 <= batch_share <= 1 (fraction of batch requests)"),
     "batch_ttft": (lambda v: v > 0, "a finite batch_ttft > 0 (seconds)"),
     "batch_tpot": (lambda v: v > 0, "a finite batch_tpot > 0 (seconds)"),
+    "turns": (lambda v: v >= 1, "turns >= 1 (mean turns per conversation)"),
+    "think_s": (lambda v: v >= 0, "think_s >= 0 (seconds between turns)"),
+    "system_tokens": (lambda v: v >= 1, "system_tokens >= 1"),
+    "prefix_caching": (lambda v: v in (0, 1), "prefix_caching=0 or 1"),
 }
 
 
@@ -209,7 +223,10 @@ def _check_ranges(name: str, opts: dict) -> None:
 def _replica_spec(name: str, o: dict) -> ReplicaSpec:
     """The replica of a workload's options; a bad value is reported with the workload name and key."""
     try:
-        return ReplicaSpec(**{k: o[k] for k in REPLICA_KEYS if k in o})
+        kw = {k: o[k] for k in REPLICA_KEYS if k in o}
+        if "prefix_caching" in kw:
+            kw["prefix_caching"] = bool(kw["prefix_caching"])
+        return ReplicaSpec(**kw)
     except InstanceFormatError as exc:
         raise InstanceFormatError(name, f"option {exc.problem}") from exc
     except ValueError as exc:
@@ -304,8 +321,16 @@ def build_workload(name: str) -> LLMServeInstance:
             a = vidur_poisson_arrivals(n, rate, seed)
     ttft, tpot = DEFAULT_SLO.get(trace, (1.0, 0.1))
     ttft, tpot = float(o.get("ttft", ttft)), float(o.get("tpot", tpot))
-    n_ten = int(o.get("tenants", 1))
+    n_ten = int(o.get("tenants", 4 if o.get("prefix") == "system" else 1))
     tenant = rng.integers(0, n_ten, n) if n_ten > 1 else np.zeros(n, np.int64)
+    pfx = {}
+    if "prefix" in o:
+        a, prompt, output, tenant, pfx = _shared_prefixes(str(name), o, seed, a, prompt, output, tenant, max_tokens)
+    else:
+        extra = [k for k in ("turns", "think_s", "system_tokens") if k in o]
+        if extra:
+            raise InstanceFormatError(str(name), f"option {extra[0]} only applies with prefix=multiturn|system",
+                                      fix="add prefix=multiturn or prefix=system")
     replicas = tuple([spec] * (disagg.n_replicas if disagg is not None else int(o.get("replicas", 1))))
     klass, slo_t, slo_p, names = np.zeros(n, np.int64), np.array([ttft]), np.array([tpot]), (trace,)
     if "batch_share" in o:
@@ -320,11 +345,57 @@ def build_workload(name: str) -> LLMServeInstance:
         name=str(name), arrival=a.astype(np.float64), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
         klass=klass, tenant=tenant.astype(np.int64), slo_ttft=slo_t,
         slo_tpot=slo_p, class_names=names, replicas=replicas, rate=float(rate), source=src,
-        meta={"options": o}, pd=disagg)
+        meta={"options": o}, pd=disagg, **pfx)
     from schedgym.envs.llmserve.sim import Simulator
 
     Simulator(inst)  # rejects a cluster that can serve no request of the workload, naming the option
     return inst
+
+
+def _shared_prefixes(name: str, o: dict, seed: int, a: np.ndarray, prompt: np.ndarray, output: np.ndarray,
+                     tenant: np.ndarray, max_tokens: int) -> tuple:
+    """Multi-turn conversations or per-tenant system prompts (see the module docstring). Returns
+    arrivals, prompts, outputs, tenants (sorted by arrival) and the prefix arrays."""
+    kind = o["prefix"]
+    if kind not in PREFIX_KINDS:
+        raise UnknownNameError("prefix workload (prefix)", kind, PREFIX_KINDS)
+    n = len(a)
+    if kind == "system":
+        sys_tok = int(o.get("system_tokens", 1024))
+        if sys_tok >= max_tokens - 1:
+            raise InstanceFormatError(name, f"system_tokens={sys_tok} leaves no room under max_tokens={max_tokens}",
+                                      fix="lower system_tokens")
+        p2, o2 = cap_lengths(prompt + sys_tok, output, max_tokens)
+        return a, p2, o2, tenant, {"prefix_stream": tenant.astype(np.int64),
+                                   "prefix_shared": np.full(n, sys_tok, np.int64)}
+    rng = np.random.default_rng([seed, 7])
+    turns, think = float(o.get("turns", 4.0)), float(o.get("think_s", 5.0))
+    arr, pr, out, conv = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    i = c = 0
+    while i < n:  # conversation c starts at the process's i-th arrival
+        k = int(rng.geometric(1.0 / turns))
+        t, hist = float(a[i]), 0
+        for _ in range(k):
+            if i >= n:
+                break
+            msg, ans = int(prompt[i]), int(output[i])
+            if hist + msg + ans > max_tokens:
+                break
+            arr[i], pr[i], out[i], conv[i] = t, hist + msg, ans, c
+            hist += msg + ans
+            t += float(rng.exponential(think)) if think > 0 else 0.0
+            i += 1
+        else:
+            c += 1
+            continue
+        if hist == 0 and i < n:  # a single message too long for max_tokens (cap_lengths already capped it)
+            arr[i], pr[i], out[i], conv[i] = t, int(prompt[i]), int(output[i]), c
+            i += 1
+        c += 1
+    order = np.argsort(arr, kind="stable")
+    conv = conv[order]
+    return (arr[order], pr[order], out[order], conv.astype(np.int64) % max(int(o.get("tenants", 1)), 1),
+            {"prefix_stream": conv, "prefix_shared": (pr + out)[order]})
 
 
 def _mix_classes(name: str, o: dict, seed: int, prompt: np.ndarray, output: np.ndarray, max_tokens: int,

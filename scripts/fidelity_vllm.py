@@ -1,0 +1,88 @@
+"""Replay real vLLM v1 runs (LLMServingSim's published request timestamps) in the simulator.
+
+Prints, per set, TTFT / TPOT / end-to-end mean, p50, p90, p99 (ms) of the real run and of the
+simulation, and the % error; the last line per set is the worst error over TTFT/TPOT/E2E at
+p50/p90/p99 (the bar: <= 10 %).
+
+    python scripts/fidelity_vllm.py                       # the three shipped calibration sets
+    python scripts/fidelity_vllm.py --set rtxpro6000-qwen3-32b
+    python scripts/fidelity_vllm.py --run path/to/<GPU>/<model>/vllm --device rtx4090   # any run (held out)
+    python scripts/fidelity_vllm.py --fit                 # refit the per-step CPU overhead (writes calibration.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from schedgym.envs.llmserve.vllm_bench import (
+    CALIBRATION,
+    SETS,
+    STATS,
+    compare,
+    load_calibration,
+    load_run,
+    load_set,
+)
+
+
+def print_table(name: str, res: dict, secs: float) -> None:
+    print(f"== {name}  ({res['iterations']} simulated iterations, {secs:.2f} s)")
+    print(f"{'metric':<10}{'real ms':>12}{'sim ms':>12}{'err %':>9}")
+    for k in ("TTFT", "TPOT", "E2E"):
+        for st in STATS:
+            r, s, e = res[k][st]
+            print(f"{k + ' ' + st:<10}{r:>12.1f}{s:>12.1f}{e:>+9.1f}")
+    print(f"worst |err| over TTFT/TPOT/E2E at p50/p90/p99: {res['worst']:.1f} %")
+
+
+def fit(names: list[str]) -> dict:
+    """Grid search per set of the per-step overhead ``c0 + c_seq x requests + c_tok x tokens`` (ms)
+    minimising the worst error."""
+    calib = load_calibration()
+    for name in names:
+        base = load_set(name, calib={})
+        key = f"{base.instance.replicas[0].device}__{base.instance.replicas[0].model}__tp{base.instance.replicas[0].tp}"
+        best = None
+        for c0, c1, ct in itertools.product(np.arange(0.0, 20.01, 2.5), np.arange(0.0, 0.301, 0.05),
+                                            np.arange(0.0, 0.0801, 0.01)):
+            c = {key: {"cpu_overhead_ms": float(c0), "cpu_overhead_per_seq_ms": float(round(c1, 4)),
+                       "cpu_overhead_per_token_ms": float(round(ct, 4))}}
+            w = compare(load_set(name, calib=c))["worst"]
+            if best is None or w < best[0]:
+                best = (w, c[key])
+        print(f"{name}: best worst error {best[0]:.1f} % at {best[1]}", file=sys.stderr)
+        calib[key] = best[1]
+    return calib
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", action="append", choices=sorted(SETS), help="a shipped set (repeatable; default all)")
+    ap.add_argument("--run", help="a vllm/ folder with meta.json and requests.jsonl (a held-out check)")
+    ap.add_argument("--device", help="device config of --run (default: the GPU folder name, lower case)")
+    ap.add_argument("--fit", action="store_true", help="refit the CPU overhead on the sets, write calibration.json")
+    ap.add_argument("--bar", type=float, default=None, help="exit 1 when a worst error exceeds this %%")
+    a = ap.parse_args(argv)
+    names = a.set or list(SETS)
+    if a.fit:
+        calib = fit(names)
+        Path(CALIBRATION).write_text(json.dumps(calib, indent=1, sort_keys=True) + "\n")
+    runs = [load_run(a.run, device=a.device)] if a.run else [load_set(n) for n in names]
+    worst = 0.0
+    for run in runs:
+        t0 = time.process_time()
+        res = compare(run)
+        print_table(run.name, res, time.process_time() - t0)
+        worst = max(worst, res["worst"])
+    return 1 if a.bar is not None and worst > a.bar else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
