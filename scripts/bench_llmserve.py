@@ -5,6 +5,7 @@
     python scripts/bench_llmserve.py --no-knee --overload   # + 4-replica knee, goodput under overload
                                                             #   per admission rule, decisions per CPU-s
     python scripts/bench_llmserve.py --only-overload        # only that section
+    python scripts/bench_llmserve.py --only-prefix          # prefix caching: hit rate, TTFT, routers
 
 Vidur's figures, its commit, the command and the workload names that rebuild its inputs here are read
 from one file, ``envs/data/llmserve/vidur_reference.json`` (a local run of Vidur, not the paper's
@@ -255,12 +256,48 @@ def env_rates(rate: float, n: int = 1000) -> None:
               f"{cpu:.2f} CPU-s = {steps / cpu:,.0f} steps per CPU-s")
 
 
+#: the prefix-caching workloads (conf/workload/multiturn_prefix.yaml, system_prompt_prefix.yaml)
+PREFIX_WORKLOADS = (
+    "sharegpt:rate=8:n=400:prefix=multiturn:replicas=4:scheduler=vllm_v1:chunk_size=2048:prefix_caching=1:"
+    "model=llama3.1-8b:device=rtxpro6000:seed=0",
+    "azure_conv:rate=8:n=400:prefix=system:system_tokens=1024:tenants=4:replicas=4:scheduler=vllm_v1:"
+    "chunk_size=2048:prefix_caching=1:model=llama3.1-8b:device=rtxpro6000:seed=0")
+
+
+def prefix_caching() -> None:
+    """Prefix hit rate and TTFT with and without prefix caching, round robin vs prefix affinity."""
+    import dataclasses
+
+    from schedgym.envs.llmserve.sim import simulate
+    from schedgym.envs.llmserve.validate import validate
+    from schedgym.envs.llmserve.validate_prefix import prefix_hit_rate
+    from schedgym.envs.llmserve.workload import build_workload
+
+    print("\nPrefix caching (vLLM v1 scheduler, 4 replicas, Llama-3.1-8B on RTX PRO 6000)")
+    print(f"{'workload':10} {'caching':8} {'router':16} {'hit rate':>9} {'TTFT p50 s':>11} {'TTFT p90 s':>11}")
+    for w in PREFIX_WORKLOADS:
+        inst = build_workload(w)
+        off = inst.with_replicas(tuple(dataclasses.replace(s, prefix_caching=False) for s in inst.replicas))
+        for label, case, router in (("off", off, "round_robin"), ("on", inst, "round_robin"),
+                                    ("on", inst, "prefix_affinity")):
+            sol = simulate(case, router=router)
+            validate(case, sol)
+            ttft = sol.first_token - case.arrival
+            kind = dict(o.split("=", 1) for o in w.split(":")[1:])["prefix"]
+            print(f"{kind:10} {label:8} {router:16} {prefix_hit_rate(case, sol):9.3f} "
+                  f"{np.median(ttft):11.3f} {np.percentile(ttft, 90):11.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-knee", action="store_true")
     ap.add_argument("--overload", action="store_true", help="add the 4-replica knee and overload section")
     ap.add_argument("--only-overload", action="store_true", help="run only the overload section")
+    ap.add_argument("--only-prefix", action="store_true", help="run only the prefix-caching section")
     args = ap.parse_args()
+    if args.only_prefix:
+        prefix_caching()
+        return
     if args.only_overload:
         overload()
         mixed_classes()

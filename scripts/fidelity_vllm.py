@@ -8,6 +8,7 @@ p50/p90/p99 (the bar: <= 10 %).
     python scripts/fidelity_vllm.py --set rtxpro6000-qwen3-32b
     python scripts/fidelity_vllm.py --run path/to/<GPU>/<model>/vllm --device rtx4090   # any run (held out)
     python scripts/fidelity_vllm.py --fit                 # refit the per-step CPU overhead (writes calibration.json)
+    python scripts/fidelity_vllm.py --vidur               # + the Vidur comparison (vLLM v0, local Vidur run)
 """
 
 from __future__ import annotations
@@ -42,6 +43,32 @@ def print_table(name: str, res: dict, secs: float) -> None:
     print(f"worst |err| over TTFT/TPOT/E2E at p50/p90/p99: {res['worst']:.1f} %")
 
 
+def vidur_table() -> float:
+    """TTFT / TPOT p50, p90, p99 against the local Vidur run (vLLM v0 scheduler); returns the worst
+    |% error| relative to its bar (p50: 5 %, p99: 10 %; <= 1 meets both)."""
+    from schedgym.envs.llmserve.reference import fidelity_figures, vidur_reference
+    from schedgym.envs.llmserve.sim import simulate
+    from schedgym.envs.llmserve.workload import build_workload
+
+    ref = vidur_reference()
+    print(f"== Vidur comparison (vLLM v0; local Vidur run at {ref['vidur_commit']}; TPOT as Vidur defines it)")
+    print(f"{'setting':<22}{'metric':<10}{'vidur':>10}{'sim':>10}{'err %':>9}")
+    worst = {"p50": 0.0, "p99": 0.0}
+    for name, setting in ref["settings"].items():
+        inst = build_workload(setting["workload"])
+        f = fidelity_figures(inst, simulate(inst, router="round_robin"))
+        for m in ("ttft", "tpot"):
+            for q in ("p50", "p90", "p99"):
+                key = f"{m}_{q}_s"
+                r, v = setting["metrics"][key] * 1e3, f[key] * 1e3
+                e = 100 * (v - r) / r
+                if q in worst:
+                    worst[q] = max(worst[q], abs(e))
+                print(f"{name:<22}{m + ' ' + q:<10}{r:>10.1f}{v:>10.1f}{e:>+9.1f}")
+    print(f"worst |err|: p50 {worst['p50']:.1f} % (bar 5 %), p99 {worst['p99']:.1f} % (bar 10 %)")
+    return max(worst["p50"] / 5.0, worst["p99"] / 10.0)
+
+
 def fit(names: list[str]) -> dict:
     """Grid search per set of the per-step overhead ``c0 + c_seq x requests + c_tok x tokens`` (ms)
     minimising the worst error."""
@@ -69,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", help="device config of --run (default: the GPU folder name, lower case)")
     ap.add_argument("--fit", action="store_true", help="refit the CPU overhead on the sets, write calibration.json")
     ap.add_argument("--bar", type=float, default=None, help="exit 1 when a worst error exceeds this %%")
+    ap.add_argument("--vidur", action="store_true", help="also print the Vidur comparison (vLLM v0)")
     a = ap.parse_args(argv)
     names = a.set or list(SETS)
     if a.fit:
@@ -81,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         res = compare(run)
         print_table(run.name, res, time.process_time() - t0)
         worst = max(worst, res["worst"])
+    if a.vidur:
+        vidur_table()
     return 1 if a.bar is not None and worst > a.bar else 0
 
 
