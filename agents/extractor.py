@@ -146,12 +146,16 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         ei = new_id[(edge_index + offsets).permute(1, 0, 2).reshape(2, -1)[:, edge_mask]]
         graph = keep // N  # (R,) graph of each real node
         counts = torch.bincount(graph, minlength=B).clamp(min=1).unsqueeze(1).to(x.dtype)
-        idx = obs["action_node"].long().clamp(0, N - 1)  # (B, A)
-        rows = new_id[(idx + offsets.view(B, 1)).reshape(-1)]
+        # only the valid actions' embeddings are computed; the others are zero (see the docstring)
+        valid = obs["action_mask"].reshape(-1).nonzero().squeeze(1)  # flat (b * A + action) indices
+        A = obs["action_mask"].shape[1]
+        vb = valid // A
+        idx = obs["action_node"].long().clamp(0, N - 1).reshape(-1)[valid]
+        rows = new_id[idx + vb * N]
         mrows = None
         if self.pair:
-            midx = obs["action_machine_node"].long().clamp(0, N - 1)
-            mrows = new_id[(midx + offsets.view(B, 1)).reshape(-1)]
+            midx = obs["action_machine_node"].long().clamp(0, N - 1).reshape(-1)[valid]
+            mrows = new_id[midx + vb * N]
         if self.gnn_kind == "gin" and not self.use_edge_attr:
             pooled, a, am = self._gin_compact(xc, ei, R, graph, B, counts, rows, mrows)
         else:
@@ -168,12 +172,11 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
             pooled = torch.cat([pooled, obs["globals"]], dim=-1)
         g = torch.relu(self.global_proj(pooled))  # (B, d)
         # an action pointing at a padded node gets a zero embedding, as in the padded computation
-        a = (a * (rows < R).unsqueeze(1)).reshape(B, -1, self.hidden_dim)
+        a = a * (rows < R).unsqueeze(1)
         if am is not None:
-            am = am * (mrows < R).unsqueeze(1)
-            a = torch.cat([a, am.reshape(B, -1, self.hidden_dim)], dim=-1)
-        a = a * obs["action_mask"].unsqueeze(-1).to(a.dtype)  # invalid actions: zero embeddings
-        return torch.cat([a.reshape(B, -1), g], dim=-1)
+            a = torch.cat([a, am * (mrows < R).unsqueeze(1)], dim=-1)
+        out = a.new_zeros(B * A, self.per_action_dim).index_copy(0, valid, a)  # invalid actions: zero
+        return torch.cat([out.reshape(B, -1), g], dim=-1)
 
     def _gin_compact(self, xc: torch.Tensor, ei: torch.Tensor, R: int, graph: torch.Tensor, B: int,
                      counts: torch.Tensor, rows: torch.Tensor, mrows: torch.Tensor | None):

@@ -56,6 +56,7 @@ def test_compact_equals_padded(gnn: str, pair: bool, reverse_edges: bool) -> Non
     ex = PaddedGraphExtractor(_space(pair), gnn=gnn, hidden_dim=16, num_layers=3, reverse_edges=reverse_edges,
                               use_edge_attr=gnn == "gat")
     batch = _random_batch(np.random.default_rng(1), 7, pair)
+    batch["action_mask"][0] = 0  # a graph without a valid action
     ex.compact = False
     ref = ex(batch)
     ex.compact = True
