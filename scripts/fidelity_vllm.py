@@ -69,23 +69,44 @@ def vidur_table() -> float:
     return max(worst["p50"] / 5.0, worst["p99"] / 10.0)
 
 
+def _search(name: str, key: str) -> tuple[float, dict]:
+    """Coarse grid over (c0, c_seq, c_tok), then three local 3x3x3 refinements at halved steps."""
+    def worst(c0: float, c1: float, ct: float) -> float:
+        c = {key: {"cpu_overhead_ms": c0, "cpu_overhead_per_seq_ms": c1, "cpu_overhead_per_token_ms": ct}}
+        return compare(load_set(name, calib=c))["worst"]
+
+    seen: dict[tuple, float] = {}
+
+    def probe(p: tuple) -> float:
+        p = tuple(round(max(v, 0.0), 6) for v in p)
+        if p not in seen:
+            seen[p] = worst(*p)
+        return seen[p]
+
+    steps = (5.0, 0.1, 0.02)
+    for p in itertools.product(np.arange(0.0, 20.01, steps[0]), np.arange(0.0, 0.301, steps[1]),
+                               np.arange(0.0, 0.0801, steps[2])):
+        probe(p)
+    best = min(seen, key=seen.get)
+    for _ in range(3):
+        steps = tuple(s / 2 for s in steps)
+        for d in itertools.product((-1, 0, 1), repeat=3):
+            probe(tuple(b + k * s for b, k, s in zip(best, d, steps)))
+        best = min(seen, key=seen.get)
+    return seen[best], {"cpu_overhead_ms": best[0], "cpu_overhead_per_seq_ms": best[1],
+                        "cpu_overhead_per_token_ms": best[2]}
+
+
 def fit(names: list[str]) -> dict:
-    """Grid search per set of the per-step overhead ``c0 + c_seq x requests + c_tok x tokens`` (ms)
-    minimising the worst error."""
+    """Per set, the per-step overhead ``c0 + c_seq x requests + c_tok x tokens`` (ms) minimising the
+    worst error over TTFT/TPOT/E2E at p50/p90/p99 (:func:`_search`)."""
     calib = load_calibration()
     for name in names:
-        base = load_set(name, calib={})
-        key = f"{base.instance.replicas[0].device}__{base.instance.replicas[0].model}__tp{base.instance.replicas[0].tp}"
-        best = None
-        for c0, c1, ct in itertools.product(np.arange(0.0, 20.01, 2.5), np.arange(0.0, 0.301, 0.05),
-                                            np.arange(0.0, 0.0801, 0.01)):
-            c = {key: {"cpu_overhead_ms": float(c0), "cpu_overhead_per_seq_ms": float(round(c1, 4)),
-                       "cpu_overhead_per_token_ms": float(round(ct, 4))}}
-            w = compare(load_set(name, calib=c))["worst"]
-            if best is None or w < best[0]:
-                best = (w, c[key])
-        print(f"{name}: best worst error {best[0]:.1f} % at {best[1]}", file=sys.stderr)
-        calib[key] = best[1]
+        spec = load_set(name, calib={}).instance.replicas[0]
+        key = f"{spec.device}__{spec.model}__tp{spec.tp}"
+        w, best = _search(name, key)
+        print(f"{name}: best worst error {w:.1f} % at {best}", file=sys.stderr)
+        calib[key] = best
     return calib
 
 

@@ -94,3 +94,32 @@ def test_system_prompt_workload_shares_the_tenant_prefix():
     sol = simulate(inst)
     validate(inst, sol)
     assert len(sol.hit_req) > 150 and set(sol.hit_tokens.tolist()) == {512}
+
+
+def _run_env(env_id, policy, instance):
+    import gymnasium as gym
+
+    import schedgym  # noqa: F401
+
+    env = gym.make(env_id)
+    obs, info = env.reset(seed=0, options={"instance": instance})
+    policy.reset(env)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(policy.act(obs, info))
+        done = term or trunc
+    return info
+
+
+def test_env_paths_match_the_inline_simulator_with_v1_and_prefix_caching():
+    from schedgym.baselines.llm_queue import QueueOrderPolicy
+    from schedgym.baselines.llm_routing import RoutingPolicy
+
+    name = MULTITURN.replace("n=400", "n=80")
+    inst = build_workload(name)
+    info = _run_env("schedgym/LLMRouting-v0", RoutingPolicy("prefix_affinity"), name)
+    ref = simulate(inst, router="prefix_affinity")
+    np.testing.assert_allclose(info["solution"].completion, ref.completion)
+    validate(inst, info["solution"])
+    info = _run_env("schedgym/LLMQueue-v0", QueueOrderPolicy("fcfs"), name)
+    np.testing.assert_allclose(info["solution"].completion, simulate(inst).completion)

@@ -18,8 +18,8 @@ from schedgym.envs.llmserve.vllm_bench import BENCH_DIR, SETS, compare, load_run
 from schedgym.envs.llmserve.workload import make_instance
 
 #: worst |error| (%) over TTFT/TPOT/E2E at p50/p90/p99 reached on each calibration set
-#: (python scripts/fidelity_vllm.py); the issue's bar is 10 %
-BAR = 10.0
+#: (python scripts/fidelity_vllm.py: 4.3, 1.6, 4.4); the issue's bar is 10 %
+BAR = {"rtx4090-llama3.1-8b": 5.0, "rtxpro6000-qwen3-32b": 2.5, "rtxpro6000-qwen3-30b-a3b": 5.0}
 
 
 def _small(spec: ReplicaSpec, n: int = 40, seed: int = 0):
@@ -127,4 +127,4 @@ def test_moe_active_experts_and_timing():
 @pytest.mark.parametrize("name", sorted(SETS))
 def test_fidelity_bar_on_the_calibration_sets(name):
     res = compare(load_set(name))
-    assert res["worst"] <= BAR, res
+    assert res["worst"] <= BAR[name], res

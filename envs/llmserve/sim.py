@@ -96,6 +96,9 @@ class Simulator:
                  seed: int = 0, admission: AdmissionRule | None = None, agent_gates: bool = False,
                  max_defer_s: float | None = None):
         self.inst = instance
+        if instance.pd is not None and any(s.prefix_caching for s in instance.replicas):
+            raise InstanceFormatError(instance.name, "prefix_caching is not modelled under prefill/decode "
+                                                     "disaggregation (pd=...)", fix="drop prefix_caching or pd")
         self.st = ReqState.create(instance.arrival, instance.prompt, instance.output, instance.klass)
         n = instance.n_requests
         self.st.stream = instance.prefix_stream.tolist() if instance.prefix_stream is not None else [-1] * n
