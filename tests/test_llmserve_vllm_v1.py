@@ -128,3 +128,21 @@ def test_moe_active_experts_and_timing():
 def test_fidelity_bar_on_the_calibration_sets(name):
     res = compare(load_set(name))
     assert res["worst"] <= BAR[name], res
+
+
+def test_mla_kv_arithmetic_and_capacity(tmp_path):
+    from schedgym.envs.llmserve.cluster import kv_capacity_blocks
+    from schedgym.envs.llmserve.configs import load_model
+    from schedgym.envs.llmserve.validate import _max_blocks
+
+    y = tmp_path / "mla.yaml"
+    y.write_text("name: mla-test\nnum_layers: 27\nnum_q_heads: 16\nnum_kv_heads: 16\nembedding_dim: 2048\n"
+                 "mlp_hidden_dim: 10944\nvocab_size: 102400\nkv_lora_rank: 512\nqk_rope_head_dim: 64\n"
+                 "max_model_len: 8192\n")
+    m = load_model(str(y))
+    assert m.kv_bytes_per_token() == m.kv_bytes_per_token(tp=2) == 27 * (512 + 64) * 2  # latent, not split by TP
+    spec = ReplicaSpec(model=str(y), device="rtxpro6000", scheduler="vllm_v1", chunk_size=1024,
+                       profile="rtxpro6000__llama3.1-8b__tp1")
+    inst = _small(spec)
+    assert kv_capacity_blocks(spec) == _max_blocks(inst, 0)[0]
+    validate(inst, simulate(inst))

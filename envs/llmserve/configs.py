@@ -41,6 +41,9 @@ class ModelConfig:
         experts_per_token: experts each token is routed to (top-k).
         expert_mlp_dim: intermediate size of one routed expert.
         shared_expert_mlp_dim: intermediate size of the always-active shared expert(s) (0: none).
+        kv_lora_rank: multi-head latent attention (MLA, DeepSeek-V2/V3): rank of the compressed KV
+            latent cached per token and layer (0: plain grouped-query attention).
+        qk_rope_head_dim: MLA: the decoupled RoPE key dimension cached beside the latent.
     """
 
     name: str
@@ -60,6 +63,8 @@ class ModelConfig:
     experts_per_token: int = 0
     expert_mlp_dim: int = 0
     shared_expert_mlp_dim: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
 
     def __post_init__(self):
         if self.num_experts and not (1 <= self.experts_per_token <= self.num_experts and self.expert_mlp_dim > 0):
@@ -78,7 +83,11 @@ class ModelConfig:
 
     def kv_bytes_per_token(self, tp: int = 1, pp: int = 1) -> int:
         """KV-cache bytes one token occupies on one device: 2 (K and V) x layers per stage x KV heads
-        per tensor-parallel worker x head dim x bytes per element."""
+        per tensor-parallel worker x head dim x bytes per element; with MLA, layers per stage x
+        (kv_lora_rank + qk_rope_head_dim) x bytes per element (the latent is not split over TP workers:
+        every worker caches it whole)."""
+        if self.kv_lora_rank:
+            return (self.num_layers // pp) * (self.kv_lora_rank + self.qk_rope_head_dim) * self.dtype_bytes
         return (2 * (self.num_layers // pp) * math.ceil(self.num_kv_heads / tp) * self.head_dim
                 * self.dtype_bytes)
 

@@ -122,8 +122,11 @@ class ReplicaTiming:
         self._moe_cache: dict[int, float] = {}
         head_dim = m.attn_head_dim if m.attn_head_dim else m.embedding_dim // m.num_q_heads
         # KV bytes of one block on one device (its shard of the layers and KV heads), over the host link
-        block_bytes = (2 * self.layers * -(-m.num_kv_heads // s.tp) * head_dim
-                       * m.dtype_bytes * s.block_size)
+        if m.kv_lora_rank:  # MLA: the latent and the RoPE key, whole on every worker
+            block_bytes = self.layers * (m.kv_lora_rank + m.qk_rope_head_dim) * m.dtype_bytes * s.block_size
+        else:
+            block_bytes = (2 * self.layers * -(-m.num_kv_heads // s.tp) * head_dim
+                           * m.dtype_bytes * s.block_size)
         self.swap_s_per_block = block_bytes / (d.pcie_gbps * 1e9)
 
     # -- the profile's time of a batch --------------------------------------------------------------

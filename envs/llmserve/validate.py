@@ -66,10 +66,12 @@ def _max_blocks(inst: LLMServeInstance, r: int) -> tuple[int, str]:
     if s.num_blocks is not None:
         return int(s.num_blocks), f"num_blocks={s.num_blocks}"
     m, d = load_model(s.model), load_device(s.device)
-    head = m.embedding_dim // m.num_q_heads
+    head = m.attn_head_dim or m.embedding_dim // m.num_q_heads
     kv_heads = -(-m.num_kv_heads // s.tp)
     q = m.num_q_heads // s.tp
-    w_layer = m.embedding_dim * head * (2 * q + 2 * kv_heads) + (3 if m.use_gated_mlp else 2) * m.embedding_dim * m.mlp_hidden_dim // s.tp
+    ffn = (m.num_experts * m.expert_mlp_dim + m.shared_expert_mlp_dim) if m.num_experts else m.mlp_hidden_dim
+    w_layer = (m.embedding_dim * head * (2 * q + 2 * kv_heads) + (3 if m.use_gated_mlp else 2) * m.embedding_dim * ffn // s.tp
+               + m.embedding_dim * m.num_experts)
     weights = m.dtype_bytes * w_layer * (m.num_layers // s.pp)
     reserve = s.activation_reserve_gb * 1024 ** 3
     free = d.memory_gb * 1024 ** 3 * s.memory_utilization - weights - reserve
@@ -77,9 +79,9 @@ def _max_blocks(inst: LLMServeInstance, r: int) -> tuple[int, str]:
            f"reserve {s.activation_reserve_gb} GiB")
     if s.kv_capacity == "vidur":
         max_len = int(inst.meta.get("vidur_max_tokens") or m.max_model_len)
-        slot = 2 * m.num_layers * kv_heads * head * m.dtype_bytes * max_len
+        slot = _kv_token_bytes(m, kv_heads, head, m.num_layers) * max_len
         return int(free // slot) * s.pp * (max_len // s.block_size), how + f" in slots of {max_len} tokens"
-    per_tok = 2 * (m.num_layers // s.pp) * kv_heads * head * m.dtype_bytes
+    per_tok = _kv_token_bytes(m, kv_heads, head, m.num_layers // s.pp)
     return int(free // per_tok) // s.block_size, how
 
 
@@ -89,7 +91,15 @@ def kv_bytes_per_token(inst: LLMServeInstance, r: int) -> int:
     from schedgym.envs.llmserve.configs import load_model
 
     m = load_model(inst.replicas[r].model)
-    return 2 * m.num_layers * m.num_kv_heads * (m.embedding_dim // m.num_q_heads) * m.dtype_bytes
+    return _kv_token_bytes(m, m.num_kv_heads, m.attn_head_dim or m.embedding_dim // m.num_q_heads, m.num_layers)
+
+
+def _kv_token_bytes(m, kv_heads: int, head: int, layers: int) -> int:
+    """KV bytes of one token over ``layers`` layers: K and V of ``kv_heads`` heads, or with MLA the
+    latent (``kv_lora_rank``) and the RoPE key (``qk_rope_head_dim``) of every layer."""
+    if m.kv_lora_rank:
+        return layers * (m.kv_lora_rank + m.qk_rope_head_dim) * m.dtype_bytes
+    return 2 * layers * kv_heads * head * m.dtype_bytes
 
 
 def replay(instance: LLMServeInstance, sol: LLMServeSolution, check: bool = True,
