@@ -28,12 +28,18 @@ class SkipGraphExtractor(PaddedGraphExtractor):
     def __init__(self, observation_space: gym.spaces.Dict, skip_dim: int = 32, **kwargs):
         super().__init__(observation_space, **kwargs)
         self.skip = nn.Linear(self.in_dim, skip_dim)
+        self.skip_dim = skip_dim
         self.base_per_action = self.per_action_dim
         self.per_action_dim = self.base_per_action + skip_dim
         self._features_dim = self.n_actions * self.per_action_dim + self.hidden_dim
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        base = super().forward(obs)
+        # the parent lays out its own per-action width (the GNN part); ours adds the skip part
+        self.per_action_dim = self.base_per_action
+        try:
+            base = super().forward(obs)
+        finally:
+            self.per_action_dim = self.base_per_action + self.skip_dim
         x = obs["x"]
         B, N, F = x.shape
         A = (base.shape[1] - self.hidden_dim) // self.base_per_action
@@ -41,5 +47,7 @@ class SkipGraphExtractor(PaddedGraphExtractor):
         g = base[:, A * self.base_per_action:]
         idx = obs["action_node"].long().clamp(0, N - 1)
         x_act = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, F))
-        a = torch.cat([a, torch.relu(self.skip(x_act))], dim=-1)
+        # invalid actions keep all-zero features, as in the parent (their logits are masked anyway)
+        skip = torch.relu(self.skip(x_act)) * obs["action_mask"].unsqueeze(-1).to(x.dtype)
+        a = torch.cat([a, skip], dim=-1)
         return torch.cat([a.reshape(B, -1), g], dim=-1)
