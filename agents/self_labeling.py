@@ -213,7 +213,8 @@ def train_self_labeling(
 
 def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: int,
                    domain: str | None = None) -> dict[str, float]:
-    """Mean of ``info["metrics"]`` over ``episodes`` greedy episodes of ``policy`` (env built from kwargs).
+    """Mean of ``info["metrics"]`` over ``episodes`` greedy episodes of ``policy`` (env built from kwargs),
+    and ``geomean_<metric>``, the geometric mean, of the metrics that are positive on every episode.
 
     With ``domain`` and a list of instances with ``cycle``, each instance runs in the domain's env
     sized to it (the same logits as in the shared padding, far less work for the small ones)."""
@@ -243,4 +244,14 @@ def greedy_metrics(policy, env_id: str, env_kwargs: dict[str, Any], episodes: in
             if math.isfinite(float(v)):
                 sums.setdefault(k, []).append(float(v))
     env.close()
-    return {k: float(np.mean(v)) for k, v in sums.items()}
+    return summarise_metrics(sums)
+
+
+def summarise_metrics(per_episode: dict[str, list[float]]) -> dict[str, float]:
+    """Mean of each metric over the episodes, plus ``geomean_<metric>`` (geometric mean) for the
+    metrics positive on every episode: it weighs a relative change equally on every instance (e.g.
+    SLR across CCRs, where the arithmetic mean is dominated by the instances with the largest SLR)."""
+    out = {k: float(np.mean(v)) for k, v in per_episode.items()}
+    out.update({f"geomean_{k}": float(np.exp(np.mean(np.log(v)))) for k, v in per_episode.items()
+                if v and min(v) > 0})
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import schedgym  # noqa: F401
@@ -64,3 +65,11 @@ def test_checkpoint_loads_into_another_padded_size(tmp_path):
     obs, info = big.reset(seed=0)
     out = masked_logits(loaded, _stack([obs]), info["action_mask"][None].astype(bool))
     assert out.shape == (1, big.unwrapped.n_actions) and np.isfinite(out.detach().numpy()).any()
+
+
+def test_geometric_mean_of_positive_metrics():
+    from schedgym.agents.self_labeling import summarise_metrics
+
+    out = summarise_metrics({"slr": [1.0, 4.0], "gap": [0.0, 2.0]})
+    assert out["slr"] == 2.5 and out["geomean_slr"] == pytest.approx(2.0)
+    assert out["gap"] == 1.0 and "geomean_gap" not in out  # not positive on every episode
