@@ -357,15 +357,7 @@ class GPUDagEnv(SchedEnv):
         pm = self._pair_grid()
         x[: self.max_tasks, 13] = pm.any(axis=1)
         x[dv, 13] = pm.any(axis=0)[:D]
-        ei, ea = self._ei0.copy(), self._ea0.copy()
-        E = inst.n_edges
-        at = np.flatnonzero(assigned)
-        k = len(at)
-        ei[0, E:E + k] = at
-        ei[1, E:E + k] = self.max_tasks + st.device[at]
-        ea[E:E + k, 3] = 1.0
-        em = np.zeros(self.n_edge_slots, dtype=np.int8)
-        em[:E + k] = 1
+        ei, ea, em = self._edges(st.device)
         g = np.array([now / ts, st.n_assigned / T, len(st._ready) / self.max_tasks,
                       st.idle_devices().sum() / self.max_devices, st.jobs_in_system() / max(st.n_jobs, 1)],
                      dtype=np.float32)
@@ -394,6 +386,20 @@ class GPUDagEnv(SchedEnv):
             ls = self.list_state
             return gantt_rgb(self.instance, ls.start, ls.device, now=self._ref_time())
         return gantt_rgb(self.instance, self.state.start, self.state.device, now=self.state.now)
+
+    def _edges(self, device: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(edge_index, edge_attr, edge_mask): the data edges, then a task -> device edge for every task
+        with ``device[t] >= 0`` (assigned or placed)."""
+        ei, ea = self._ei0.copy(), self._ea0.copy()
+        E = self.instance.n_edges
+        at = np.flatnonzero(device >= 0)
+        k = len(at)
+        ei[0, E:E + k] = at
+        ei[1, E:E + k] = self.max_tasks + device[at]
+        ea[E:E + k, 3] = 1.0
+        em = np.zeros(self.n_edge_slots, dtype=np.int8)
+        em[:E + k] = 1
+        return ei, ea, em
 
     # ------------------------------------------------------------------------------------------
     # dispatch mode: event-driven, the env picks the earliest-finish idle device
@@ -505,15 +511,7 @@ class GPUDagEnv(SchedEnv):
         last_end = np.array([ends[-1] if ends else 0.0 for ends in ls.ends])
         x[dv, 12] = np.maximum((last_end - ref) / ts, -1.0)
         x[dv, 13] = 1.0 if self._cand else 0.0
-        ei, ea = self._ei0.copy(), self._ea0.copy()
-        E = inst.n_edges
-        at = np.flatnonzero(placed)
-        k = len(at)
-        ei[0, E:E + k] = at
-        ei[1, E:E + k] = self.max_tasks + ls.device[at]
-        ea[E:E + k, 3] = 1.0
-        em = np.zeros(self.n_edge_slots, dtype=np.int8)
-        em[:E + k] = 1
+        ei, ea, em = self._edges(ls.device)
         unplaced_jobs = len(np.unique(inst.task_job[~placed])) if self._n_placed < T else 0
         g = np.array([ref / ts, self._n_placed / T, len(self._cand) / self.max_tasks,
                       (self._partial_makespan - ref) / ts, unplaced_jobs / max(inst.n_jobs, 1)], dtype=np.float32)
