@@ -32,7 +32,7 @@ from schedgym.envs.llmserve.types import LLMServeInstance, ReplicaSpec
 BENCH_DIR = DATA_DIR / "vllm_bench"
 CALIBRATION = BENCH_DIR / "calibration.json"
 #: the calibration sets (name -> directory under BENCH_DIR)
-SETS = {"rtx4090-llama3.1-8b": "RTX4090/Llama-3.1-8B",
+SETS = {"rtx4090-llama3.1-8b": "RTX4090/Llama-3_1-8B",
         "rtxpro6000-qwen3-32b": "RTXPRO6000/Qwen3-32B",
         "rtxpro6000-qwen3-30b-a3b": "RTXPRO6000/Qwen3-30B-A3B-Instruct-2507"}
 STATS = ("mean", "p50", "p90", "p99")
