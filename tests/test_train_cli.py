@@ -149,3 +149,24 @@ def test_resume_skips_a_checkpoint_zip_without_its_data(tmp_path):
     with zipfile.ZipFile(tmp_path / "ppo_128_steps.zip", "w"):
         pass  # an empty archive: opens and passes testzip(), holds nothing
     assert _latest_checkpoint(tmp_path) == good
+
+
+@pytest.mark.parametrize("experiment,metric,objective_mode", [
+    ("sls_gpudag", "eval/geomean_slr", "task"),
+    ("sls_gpudag_online", "eval/mean_jct", "dispatch"),
+])
+def test_gpudag_recipes_train_and_select(experiment, metric, objective_mode, tmp_path):
+    """The GPU-DAG recipes, shrunk: self-labeling in their action mode, held-out evaluation (the static
+    one selects on the geometric-mean SLR), and a checkpoint that records the action mode."""
+    held_out = ("[topcuoglu-v20-ccr1-a1-b0.5-o3-p4-s1000]" if experiment == "sls_gpudag"
+                else "[online-topcuoglu-v10-ccr1-a1-b0.5-j3-load0.7-s1000]")
+    _run([f"experiment={experiment}", "logger=tensorboard", "progress_bar=false", "agent.algo.iterations=2",
+          "agent.algo.samples=2", "agent.algo.eval_every=2", f"env.train.eval_env_kwargs.instance={held_out}",
+          "env.train.eval_episodes=1"], tmp_path, timeout=400)
+    payload = torch.load(tmp_path / "best_policy.pt", weights_only=False)
+    assert payload["env_kwargs"]["action_mode"] == objective_mode
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(next((tmp_path / "tb").iterdir())))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars(metric)] == [2]
