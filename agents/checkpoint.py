@@ -121,8 +121,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def shipped_name(domain: str | None) -> str:
-    """Name of a domain's shipped checkpoint, ``<domain>_gnn`` (``None``: the job-shop one)."""
+def shipped_name(domain: str | None, env: str | None = None) -> str:
+    """Name of the shipped checkpoint for an env config: its own ``<env>_gnn`` when one is shipped
+    (``fjsp_gnn`` for ``env=fjsp``), else its domain's ``<domain>_gnn`` (``None``: the job-shop one)."""
+    if env and (SHIPPED_DIR / f"{env}_gnn.pt").is_file():
+        return f"{env}_gnn"
     return f"{domain or 'jobshop'}_gnn"
 
 

@@ -106,17 +106,24 @@ def policy_domains(policy_cfg: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None if found is None else tuple(found)
 
 
-def bind_env_domain(policy_cfg: Mapping[str, Any], domain: str) -> dict[str, Any]:
+def bind_env_domain(policy_cfg: Mapping[str, Any], domain: str, env: str | None = None) -> dict[str, Any]:
     """``policy_cfg`` with ``domain: null`` replaced by the env's ``domain`` (a copy).
 
     Trained-policy configs (``conf/policy/ppo_gnn.yaml``) leave ``domain`` null so that one policy
     name serves every env: the agent then loads that domain's shipped checkpoint
-    (``agents/checkpoints/<domain>_gnn.pt``) unless ``checkpoint`` names another. Configs without a
-    ``domain`` key are returned unchanged.
+    (``agents/checkpoints/<domain>_gnn.pt``) unless ``checkpoint`` names another. With ``env`` (the
+    env config's name) a null ``checkpoint`` becomes the env's own shipped one when there is one
+    (``fjsp_gnn`` for ``env=fjsp``, whose domain is ``jobshop``). Configs without a ``domain`` key
+    are returned unchanged.
     """
     out = dict(policy_cfg)
     if "domain" in out and out["domain"] is None:
         out["domain"] = domain
+        if env is not None and "checkpoint" in out and out["checkpoint"] is None:
+            from schedgym.agents.checkpoint import shipped_name
+
+            if shipped_name(domain, env) != shipped_name(domain):
+                out["checkpoint"] = shipped_name(domain, env)
     return out
 
 

@@ -175,7 +175,7 @@ def _cell_tasks(suite: str, cell: dict[str, Any], conf_dir: Path) -> list[dict[s
         if isinstance(p, str):
             p = {"name": p}
         pcfg, p_env = load_policy_cfg(conf_dir, p["name"], p.get("overrides"))
-        pcfg = bind_env_domain(pcfg, domain.name)
+        pcfg = bind_env_domain(pcfg, domain.name, env_cfg.get("name", cell["env"]))
         check_policy_domain(p.get("label", p["name"]), pcfg, domain.name)
         policies.append((p.get("label", p["name"]), pcfg, p_env, weights_fingerprint(pcfg)))
     for set_spec in sets:

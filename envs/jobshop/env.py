@@ -87,6 +87,7 @@ from schedgym.envs.jobshop.types import JobShopInstance, JobShopSolution
 N_NODE_FEATURES = 12
 N_EDGE_FEATURES = 5
 N_GLOBALS = 4
+N_PAIR_FEATURES = 6  # action_attr of the flexible env
 REWARDS = ("lb", "makespan", "tardiness")
 TIME_ORIGINS = ("zero", "now")
 
@@ -398,7 +399,15 @@ class FlexibleJobShopEnv(JobShopEnv):
 
     The observation adds one node per machine (rows ``max_ops .. max_ops + max_machines - 1``) and
     operation -> machine eligibility edges; ``action_node`` points at the operation and
-    ``action_machine_node`` at the machine node of each action.
+    ``action_machine_node`` at the machine node of each action. ``action_attr`` ``(A, 6)`` float32
+    holds features of each (operation, machine) pair, zero for invalid actions; times are divided by
+    ``time_scale`` and measured from the decision time (:meth:`_now`) under either ``time_origin``:
+
+    0. processing time on this machine / max processing time; 1. processing time / the operation's
+    shortest one - 1 (0 on its fastest machine, at most 4); 2. start time the scheme gives the pair;
+    3. its completion time; 4. expected remaining load of the machine (sum over unscheduled operations
+    eligible on it of processing time / number of eligible machines); 5. 1 / number of machines
+    eligible for the operation.
     """
 
     flexible = True
@@ -407,6 +416,7 @@ class FlexibleJobShopEnv(JobShopEnv):
         super().__init__(instance=instance, scheme=scheme, **kwargs)
         spaces = dict(self.observation_space.spaces)
         spaces["action_machine_node"] = gym.spaces.Box(0, self.n_nodes - 1, (self.n_actions,), np.int64)
+        spaces["action_attr"] = gym.spaces.Box(-1e6, 1e6, (self.n_actions, N_PAIR_FEATURES), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
 
     def _default_generator(self):
@@ -442,4 +452,40 @@ class FlexibleJobShopEnv(JobShopEnv):
         mnode = np.zeros((self.max_jobs, self.max_machines), dtype=np.int64)
         mnode[:, :] = self.max_ops + np.arange(self.max_machines)[None, :]
         obs["action_machine_node"] = np.minimum(mnode.ravel(), self.n_nodes - 1)
+        obs["action_attr"] = self._pair_features()
         return obs
+
+    def _pair_features(self) -> np.ndarray:
+        """(A, N_PAIR_FEATURES) features of each valid (operation, machine) action (class docstring)."""
+        st, inst = self.state, self.instance
+        J, M = st.n_jobs, st.n_machines
+        out = np.zeros((self.max_jobs, self.max_machines, N_PAIR_FEATURES), dtype=np.float32)
+        valid = self._mask.reshape(self.max_jobs, self.max_machines)[:J, :M]
+        if st.done or not valid.any():
+            return out.reshape(self.n_actions, N_PAIR_FEATURES)
+        ts, now = self.time_scale, self._now()
+        nxt = st.next_op_clipped()
+        p = inst.proc[nxt].astype(np.float64)  # (J, M)
+        if self.scheme == "active":
+            start = np.zeros((J, M))
+            for j, m in zip(*np.nonzero(valid)):
+                start[j, m] = st.start_time(int(j), int(m))[0]
+        else:
+            start = np.maximum(st.job_ready[:, None], st.mach_ready[None, :]).astype(np.float64)
+        unsched = st.start < 0
+        share = inst.proc * inst.eligible / np.maximum(1, self._n_elig)[:, None]
+        load = share[unsched].sum(axis=0) / ts  # (M,)
+        feats = np.stack([
+            p / max(1, inst.max_proc),
+            np.minimum(p / np.maximum(1, inst.min_proc[nxt])[:, None] - 1.0, 4.0),
+            (start - now) / ts,
+            (start + p - now) / ts,
+            np.broadcast_to(load[None, :], (J, M)),
+            np.broadcast_to(1.0 / np.maximum(1, self._n_elig[nxt])[:, None], (J, M)),
+        ], axis=-1)
+        out[:J, :M] = np.where(valid[..., None], feats, 0.0)
+        return out.reshape(self.n_actions, N_PAIR_FEATURES)
+
+    def _prepare_static(self, inst: JobShopInstance) -> None:
+        super()._prepare_static(inst)
+        self._n_elig = inst.eligible.sum(axis=1)

@@ -145,6 +145,10 @@ class FlexibleJobShopGenerator:
 
     Each job has ``ops_low..ops_high`` operations; each operation can run on ``alt_low..alt_high``
     distinct machines with processing times uniform in ``[low, high]`` per machine.
+
+    With ``variants`` (a list of keyword overrides of these fields, for example
+    ``[{"n_jobs": 15, "n_machines": 8, "alt_high": 5}]``) each instance is drawn from one variant
+    chosen uniformly: a mixture of sizes and flexibilities, as in Brandimarte's set.
     """
 
     n_jobs: int = 10
@@ -156,11 +160,27 @@ class FlexibleJobShopGenerator:
     low: int = 1
     high: int = 20
     due_tightness: float | None = None
+    variants: list[dict] | None = None
+
+    def __post_init__(self) -> None:
+        fields = ("n_jobs", "n_machines", "ops_low", "ops_high", "alt_low", "alt_high", "low", "high")
+        self._variants: list[FlexibleJobShopGenerator] = []
+        for i, v in enumerate(self.variants or []):
+            bad = sorted(set(v) - set(fields))
+            if bad:
+                raise ValueError(f"FlexibleJobShopGenerator: variants[{i}] has unknown keys {bad}; allowed: {fields}")
+            self._variants.append(FlexibleJobShopGenerator(
+                **({f: getattr(self, f) for f in fields} | dict(v)), due_tightness=self.due_tightness))
 
     def size_bounds(self) -> tuple[int, int, int]:
+        if self._variants:
+            b = [g.size_bounds() for g in self._variants]
+            return max(x[0] for x in b), max(x[1] for x in b), max(x[2] for x in b)
         return self.n_jobs, self.n_machines, self.n_jobs * self.ops_high
 
     def __call__(self, rng: np.random.Generator) -> JobShopInstance:
+        if self._variants:
+            return self._variants[int(rng.integers(len(self._variants)))](rng)
         n_ops = rng.integers(self.ops_low, self.ops_high + 1, size=self.n_jobs)
         job_ptr = np.concatenate([[0], np.cumsum(n_ops)]).astype(np.int64)
         total = int(job_ptr[-1])

@@ -248,9 +248,17 @@ def generated_instance(spec: str) -> JobShopInstance:
     """A generated instance named by its generator and seeds (reproducible from the name):
 
     * ``gen:taillard:<J>x<M>:<time seed>:<machine seed>``: Taillard's generator;
-    * ``gen:uniform:<J>x<M>:<seed>``: L2D's U[1, 99] generator with ``np.random.default_rng(seed)``.
+    * ``gen:uniform:<J>x<M>:<seed>``: L2D's U[1, 99] generator with ``np.random.default_rng(seed)``;
+    * ``gen:flexible:<J>x<M>:<seed>[:<ops low>-<ops high>:<alt low>-<alt high>:<p low>-<p high>]``:
+      :class:`~schedgym.envs.jobshop.generator.FlexibleJobShopGenerator` (operations per job,
+      eligible machines per operation, processing times; defaults 5-7, 1-3, 1-20) with
+      ``np.random.default_rng(seed)``; its lower bound also counts the total shortest work / M.
     """
-    from schedgym.envs.jobshop.generator import UniformJobShopGenerator, taillard_instance
+    from schedgym.envs.jobshop.generator import (
+        FlexibleJobShopGenerator,
+        UniformJobShopGenerator,
+        taillard_instance,
+    )
 
     parts = spec.split(":")
     inst = None
@@ -261,6 +269,13 @@ def generated_instance(spec: str) -> JobShopInstance:
             inst = taillard_instance(j, m, int(parts[3]), int(parts[4]), name=spec)
         if kind == "uniform" and len(parts) == 4:
             inst = UniformJobShopGenerator(j, m)(np.random.default_rng(int(parts[3])))
+        if kind == "flexible" and len(parts) in (4, 7):
+            ranges = [tuple(int(v) for v in r.split("-")) for r in parts[4:]]
+            if any(len(r) != 2 for r in ranges):
+                raise ValueError(spec)
+            keys = ("ops_low", "ops_high", "alt_low", "alt_high", "low", "high")
+            kw = dict(zip(keys, [v for r in ranges for v in r]))
+            inst = FlexibleJobShopGenerator(j, m, **kw)(np.random.default_rng(int(parts[3])))
     except (IndexError, ValueError):
         inst = None
     if inst is not None:
@@ -268,10 +283,13 @@ def generated_instance(spec: str) -> JobShopInstance:
         # gap_to_lb_pct is defined and comparable across sizes
         job_work = np.add.reduceat(inst.min_proc, inst.job_ptr[:-1]) + inst.release
         lb = int(max(job_work.max(), (inst.proc * (inst.eligible.sum(axis=1) == 1)[:, None]).sum(axis=0).max()))
+        if kind == "flexible":  # every machine-time unit is shared: total shortest work / M
+            lb = max(lb, -(-int(inst.min_proc.sum()) // inst.n_machines))
         return JobShopInstance(name=spec, job_ptr=inst.job_ptr, proc=inst.proc, eligible=inst.eligible,
                                release=inst.release, lower_bound=lb, source=inst.source)
     raise InstanceFormatError(spec, "not a generated-instance name",
-                              fix="use gen:taillard:<J>x<M>:<time seed>:<machine seed> or gen:uniform:<J>x<M>:<seed>")
+                              fix="use gen:taillard:<J>x<M>:<time seed>:<machine seed>, gen:uniform:<J>x<M>:<seed> or "
+                               "gen:flexible:<J>x<M>:<seed>[:<ops>-<ops>:<alt>-<alt>:<p>-<p>]")
 
 
 def load_instance(name_or_path: str | Path | JobShopInstance) -> JobShopInstance:

@@ -162,7 +162,8 @@ def _prepare(cfg: DictConfig) -> tuple[Domain, str, list[str], dict[str, Any], A
     if not names:
         raise ConfigError(f"the instance set {suite!r} ({spec}) has no instance; give names=[...] or another "
                           "instances=/workload=")
-    policy_cfg = bind_env_domain(OmegaConf.to_container(cfg.policy, resolve=True), domain.name)
+    policy_cfg = bind_env_domain(OmegaConf.to_container(cfg.policy, resolve=True), domain.name,
+                                 cfg.env.get("name"))
     check_policy_domain(policy_label(cfg), policy_cfg, domain.name)
     return domain, suite, names, policy_cfg, build_agent(policy_cfg)
 
