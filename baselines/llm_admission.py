@@ -90,7 +90,7 @@ class SLOAdmission:
         st, inst, now = sim.st, sim.inst, sim.now
         lat = rep.lat
         c = int(inst.klass[rid])
-        budget = rep.spec.chunk_size if rep.kind == "sarathi" else rep.spec.max_tokens_in_batch
+        budget = rep.spec.chunk_size if rep.kind in ("sarathi", "vllm_v1") else rep.spec.max_tokens_in_batch
         P, proc = st.P, st.proc
         ahead = st.prompt[rid]
         for w in rep.waiting:

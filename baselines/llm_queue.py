@@ -52,7 +52,7 @@ def laxity(sim, rep, rid: int) -> float:
     st, inst = sim.st, sim.inst
     c = inst.klass[rid]
     deadline = st.arrival[rid] + float(inst.slo_ttft[c]) + float(inst.slo_tpot[c]) * st.gen[rid]
-    budget = rep.spec.chunk_size if rep.kind == "sarathi" else rep.spec.max_tokens_in_batch
+    budget = rep.spec.chunk_size if rep.kind in ("sarathi", "vllm_v1") else rep.spec.max_tokens_in_batch
     return deadline - _prefill_ms(rep.lat, st.P[rid] - st.proc[rid], budget) * 1e-3
 
 

@@ -55,7 +55,7 @@ def run_config(name: str):
     }
 
 
-VIDUR_KNEE = "azure_conv:rate={rate:.4f}:n={n}:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur"
+VIDUR_KNEE = "azure_conv:rate={rate:.4f}:n={n}:seed=42:arrival=vidur:max_tokens=4096:kv_capacity=vidur:scheduler=vllm_v0"
 #: the default leaderboard's LLM setup (conf/workload/azure_conv.yaml) at a given total rate
 CLUSTER4 = "azure_conv:rate={rate:.4f}:n={n}:replicas=4:ttft=0.5:tpot=0.05:seed=0"
 

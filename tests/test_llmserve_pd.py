@@ -44,7 +44,7 @@ def flat_profile(tmp_path_factory):
 
 def _pd_instance(flat_profile, arrival, prompt, output, decode_blocks=100):
     assert load_model("tiny-llama").kv_bytes_per_token(1, 1) == 16384
-    spec = ReplicaSpec(model="tiny-llama", device="cpu", profile=flat_profile, num_blocks=100)
+    spec = ReplicaSpec(model="tiny-llama", device="cpu", profile=flat_profile, num_blocks=100, scheduler="vllm_v0")
     dspec = dataclasses.replace(spec, num_blocks=decode_blocks)
     pd = PDSpec(1, 1, link_gbps=MS_PER_TOKEN_GBPS, link_latency_s=0.001)
     return make_instance(arrival, prompt, output, replicas=(spec, dspec), pd=pd)
@@ -196,12 +196,15 @@ def test_validator_rejects_corrupted_transfers():
         validate(colocated, sol)
 
 
-# Colocated results recorded before disaggregation was added (same code path must give the same trace):
+# Colocated results recorded before disaggregation was added, under the vLLM v0 scheduler of that day
+# (same code path must give the same trace):
 # (workload, router, iterations, tokens processed, sum of completion times rounded to 1e-6 s)
 COLOCATED_BEFORE = [
-    ("azure_conv:rate=18:n=400:replicas=4:ttft=0.5:tpot=0.05:seed=0", "round_robin", 6010, 527176, 6912.601653),
-    ("azure_code:rate=10:n=300:replicas=3:seed=2", "power_of_two", 3295, 553698, 4487.74518),
-    ("synthetic:prompt_mean=200:output_mean=800:rate=8:n=120:seed=1:num_blocks=300:preemption=swap:replicas=2",
+    ("azure_conv:rate=18:n=400:replicas=4:ttft=0.5:tpot=0.05:seed=0:scheduler=vllm_v0", "round_robin", 6010, 527176,
+     6912.601653),
+    ("azure_code:rate=10:n=300:replicas=3:seed=2:scheduler=vllm_v0", "power_of_two", 3295, 553698, 4487.74518),
+    ("synthetic:prompt_mean=200:output_mean=800:rate=8:n=120:seed=1:num_blocks=300:preemption=swap:replicas=2:"
+     "scheduler=vllm_v0",
      "least_outstanding", 18998, 99325, 5599.213512),
 ]
 

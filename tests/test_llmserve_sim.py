@@ -33,7 +33,7 @@ def flat_profile(tmp_path_factory):
 
 def test_hand_computed_two_requests(flat_profile):
     # tiny-llama has 8 layers: prefill iteration 8 x (1 + 2) = 24 ms, decode iteration 8 x (1 + 0.5) = 12 ms
-    spec = ReplicaSpec(model="tiny-llama", device="cpu", profile=flat_profile, num_blocks=100)
+    spec = ReplicaSpec(model="tiny-llama", device="cpu", profile=flat_profile, num_blocks=100, scheduler="vllm_v0")
     inst = make_instance([0.0, 0.010], [10, 20], [3, 2], replicas=(spec,))
     sol = simulate(inst)
     validate(inst, sol)
@@ -88,7 +88,8 @@ def _never_fits(inst, blocks: int) -> np.ndarray:
 
 def test_preemption_happens_and_validates():
     for pre in ("recompute", "swap"):
-        inst = build_workload(f"synthetic:prompt_mean=200:output_mean=800:rate=8:n=60:seed=1:num_blocks=300:preemption={pre}")
+        inst = build_workload(f"synthetic:prompt_mean=200:output_mean=800:rate=8:n=60:seed=1:num_blocks=300:preemption={pre}:"
+                              "scheduler=vllm_v0")
         sol = simulate(inst)
         validate(inst, sol)
         assert sol.preemptions.sum() > 0

@@ -18,7 +18,7 @@ from schedgym.envs.llmserve.workload import build_workload
 
 @pytest.fixture(scope="module")
 def episode():
-    inst = build_workload("azure_conv:rate=6:n=80:seed=3")
+    inst = build_workload("azure_conv:rate=6:n=80:seed=3:scheduler=vllm_v0")  # the v0 rules (v1: test_llmserve_vllm_v1)
     sol = simulate(inst)
     validate(inst, sol)
     return inst, sol
@@ -105,7 +105,8 @@ def test_swap_time_without_a_swap_rejected(episode):
 
 
 def test_swap_episode_validates_with_its_copy_time():
-    inst = build_workload("synthetic:prompt_mean=200:output_mean=800:rate=8:n=60:seed=1:num_blocks=300:preemption=swap")
+    inst = build_workload("synthetic:prompt_mean=200:output_mean=800:rate=8:n=60:seed=1:num_blocks=300:preemption=swap:"
+                          "scheduler=vllm_v0")
     sol = simulate(inst)
     validate(inst, sol)
     k = int(np.flatnonzero(sol.it_swap_blocks)[0])

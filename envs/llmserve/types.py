@@ -27,31 +27,42 @@ KV_CAPACITY = ("memory", "vidur")
 class ReplicaSpec:
     """One model replica (a group of devices serving one copy of the model).
 
+    ``batch_cap``, ``chunk_size`` and ``watermark_fraction`` left at None take the scheduler's
+    default (below) when the spec is made; ``dataclasses.replace(spec, scheduler=...)`` copies the
+    values already resolved, so pass those three as None too to get the new scheduler's defaults.
+
     Attributes:
         model: model config name (``envs/data/llmserve/models``) or a YAML path, e.g. ``llama2-7b``.
         device: device config name (``envs/data/llmserve/devices``) or a YAML path, e.g. ``a100``.
         tp: tensor-parallel degree (devices per pipeline stage).
         pp: pipeline stages (layers split evenly; one micro-batch in flight per replica).
-        scheduler: ``vllm_v0`` (prefill-prioritised, prefill-only or decode-only batches),
-            ``sarathi`` (vLLM v1 / Sarathi-Serve: chunked prefill mixed with decodes within
-            ``chunk_size`` tokens) or ``orca`` (iteration-level, whole prompts, KV reserved for the
-            model length), or ``vllm_v1`` (vLLM >= 0.8's one token budget per step,
+        scheduler: ``vllm_v1`` (the default: vLLM >= 0.8's one token budget per step,
             ``chunk_size`` = max_num_batched_tokens, ``batch_cap`` = max_num_seqs: running requests
             in order (decodes 1 token, partial prefills chunked), then waiting requests chunked; KV
             blocks allocated per chunk, no watermark; when a running request finds no free block the
-            newest running request is preempted (recompute) and no waiting request is admitted that step).
-        batch_cap: most requests resident (and in one batch).
+            newest running request is preempted (recompute) and no waiting request is admitted that
+            step), ``vllm_v0`` (prefill-prioritised, prefill-only or decode-only batches; the engine
+            Vidur simulates, kept for the Vidur comparison), ``sarathi`` (Sarathi-Serve: chunked
+            prefill mixed with decodes within ``chunk_size`` tokens) or ``orca`` (iteration-level,
+            whole prompts, KV reserved for the model length).
+        batch_cap: most requests resident (and in one batch). Default: 256 under ``vllm_v1`` (vLLM's
+            max_num_seqs default), 128 under the other schedulers (Vidur's).
         max_tokens_in_batch: vLLM v0 token budget (batch size x longest prompt in the batch).
-        chunk_size: Sarathi token budget per iteration.
+        chunk_size: token budget per iteration of ``vllm_v1`` (max_num_batched_tokens) and ``sarathi``.
+            Default: 2048 under ``vllm_v1`` (vLLM's max_num_batched_tokens default for its OpenAI
+            server on GPUs under 70 GiB and on A100s, and the setting of the three real-vLLM runs of
+            :mod:`schedgym.envs.llmserve.vllm_bench`), 512 under ``sarathi`` (Sarathi-Serve's).
         block_size: tokens per KV block.
-        watermark_fraction: fraction of blocks kept free when admitting a new request.
+        watermark_fraction: fraction of blocks kept free when admitting a new request. Default: 0.01
+            (vLLM v0's), 0 under ``vllm_v1`` (which has no watermark; a positive value is an error).
         memory_utilization: fraction of device memory usable (weights + KV + activations).
         activation_reserve_gb: memory kept for activations, GiB per device.
         kv_capacity: ``memory`` ((memory x utilisation - weights - reserve) / KV bytes per token) or
             ``vidur`` (Vidur's rule: whole max-length request slots, 10 % margin).
         num_blocks: explicit KV blocks (overrides ``kv_capacity``).
-        preemption: ``recompute`` (free the KV, prefill again later) or ``swap`` (copy it to host
-            memory over ``pcie_gbps`` and back).
+        preemption: ``recompute`` (free the KV, prefill again later; the default, and the only mode
+            of ``vllm_v1``) or ``swap`` (copy it to host memory over ``pcie_gbps`` and back; needs
+            ``scheduler`` ``vllm_v0``, ``sarathi`` or ``orca``).
         preempt_order: ``lifo`` (preempt the latest-arrived running request, vLLM's rule) or
             ``priority`` (running requests are served in order of class, then arrival, and the
             lowest-priority class is preempted first; class 0 is the highest priority).
@@ -74,12 +85,12 @@ class ReplicaSpec:
     device: str = "a100"
     tp: int = 1
     pp: int = 1
-    scheduler: str = "vllm_v0"
-    batch_cap: int = 128
+    scheduler: str = "vllm_v1"
+    batch_cap: int | None = None
     max_tokens_in_batch: int = 4096
-    chunk_size: int = 512
+    chunk_size: int | None = None
     block_size: int = 16
-    watermark_fraction: float = 0.01
+    watermark_fraction: float | None = None
     memory_utilization: float = 0.9
     activation_reserve_gb: float = 0.0
     kv_capacity: str = "memory"
@@ -101,9 +112,19 @@ class ReplicaSpec:
         if self.preemption not in PREEMPTION:
             raise ValueError(f"preemption must be one of {PREEMPTION}, got {self.preemption!r}")
         if self.prefix_caching and self.scheduler != "vllm_v1":
-            raise ValueError("prefix_caching needs scheduler='vllm_v1'")
-        if self.scheduler == "vllm_v1" and self.preemption != "recompute":
-            raise ValueError("scheduler vllm_v1 preempts by recompute only; set preemption='recompute'")
+            raise ValueError(f"prefix_caching needs scheduler='vllm_v1' (the default), got {self.scheduler!r}")
+        v1 = self.scheduler == "vllm_v1"
+        if v1 and self.preemption != "recompute":
+            raise ValueError("scheduler vllm_v1 (the default) preempts by recompute only: set preemption='recompute', "
+                             "or scheduler='vllm_v0' (or sarathi, orca) for swap preemption")
+        if v1 and self.watermark_fraction:
+            raise ValueError(f"scheduler vllm_v1 (the default) has no admission watermark, got watermark_fraction="
+                             f"{self.watermark_fraction!r}: drop it, or set scheduler='vllm_v0'")
+        # defaults that follow the scheduler (a value given explicitly is kept)
+        for key, v1_default, other in (("batch_cap", 256, 128), ("chunk_size", 2048, 512),
+                                       ("watermark_fraction", 0.0, 0.01)):
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, v1_default if v1 else other)
         if self.preempt_order not in PREEMPT_ORDER:
             raise ValueError(f"preempt_order must be one of {PREEMPT_ORDER}, got {self.preempt_order!r}")
         if self.kv_capacity not in KV_CAPACITY:

@@ -10,8 +10,12 @@ Keys (defaults in brackets): ``rate`` requests/s [the trace's own rate], ``n`` r
 coefficient of variation [2], ``start`` first trace row for ``arrival=trace`` [0], ``max_tokens``
 cap on prompt+output [the model's length], ``ttft``/``tpot`` SLOs in seconds [per trace],
 ``tenants`` [1], ``replicas`` [1], ``model`` [llama2-7b], ``device`` [a100], ``tp`` [1],
-``scheduler`` [vllm_v0], ``batch_cap`` [128], ``max_tokens_in_batch`` [4096], ``chunk_size`` [512],
-``preemption`` [recompute], ``kv_capacity`` [memory].
+``scheduler`` [vllm_v1], ``batch_cap`` [256 under vllm_v1, else 128], ``max_tokens_in_batch`` (vllm_v0)
+[4096], ``chunk_size`` (the token budget of vllm_v1 and sarathi) [2048 under vllm_v1, 512 under sarathi],
+``preemption`` [recompute; ``swap`` needs scheduler=vllm_v0, sarathi or orca], ``kv_capacity`` [memory].
+``scheduler=vllm_v1`` (vLLM >= 0.8, with vLLM's default max_num_batched_tokens and max_num_seqs) is the
+default for new workloads; ``scheduler=vllm_v0`` is the engine Vidur simulates, pinned by the Vidur
+comparison (``conf/workload/vidur_fidelity_*.yaml``).
 
 SLO classes (off unless ``batch_share`` is given): a mix of interactive requests (class 0,
 ``interactive``: the trace's lengths, SLOs ``ttft``/``tpot``) and batch requests (class 1, ``batch``:
@@ -28,8 +32,8 @@ each prefill replica's link in GB/s (1e9 bytes/s, like ``pcie_gbps``) [25], ``li
 per-transfer latency in microseconds [10], ``pd_router`` decode-replica rule [least_kv]. Example:
 ``azure_conv:rate=18:n=1000:pd=2+2:link_gbps=25:ttft=0.5:tpot=0.05``.
 
-Shared prefixes (off unless ``prefix`` is given; turn caching on with ``prefix_caching=1`` and
-``scheduler=vllm_v1``): ``prefix=multiturn`` makes conversations of ``turns`` turns on average
+Shared prefixes (off unless ``prefix`` is given; turn caching on with ``prefix_caching=1``, which
+needs the default ``scheduler=vllm_v1``): ``prefix=multiturn`` makes conversations of ``turns`` turns on average
 (geometric) [4]: a conversation starts at each arrival of the process, its next turn ``think_s``
 seconds later on average (exponential) [5], and turn ``t``'s prompt is the whole history (earlier
 prompts and answers) plus the trace's prompt as the new message (a conversation restarts when the
