@@ -12,7 +12,7 @@ from schedgym.envs.llmserve.sim import simulate
 from schedgym.envs.llmserve.validate import validate
 from schedgym.envs.llmserve.workload import build_workload
 
-KNEE = 14.4  # req/s on 4 replicas (scripts/bench_llmserve.py --only-overload; conf/workload/azure_conv_overload.yaml)
+KNEE = 22.1  # req/s on 4 replicas, vllm_v1 (scripts/bench_llmserve.py --only-overload; conf/workload/azure_conv_overload.yaml)
 SETUP = "azure_conv:rate={rate}:n={n}:replicas=4:ttft=0.5:tpot=0.05:seed={seed}"
 
 
@@ -58,7 +58,7 @@ def test_goodput_plot_one_figure_per_workload_set(tmp_path):
     from schedgym.evaluation.plots import llmserve_goodput_vs_load
 
     rows = []
-    for iset, rates in (("azure_conv_load", (10, 14)), ("azure_conv_overload", (14.4, 21.6, 28.8))):
+    for iset, rates in (("azure_conv_load", (10, 14)), ("azure_conv_overload", (22.1, 33.15, 44.2))):
         for rate in rates:
             for policy, g in (("llm_fcfs", 10.0 / rate), ("adm_slo", rate / 2)):
                 rows.append({"domain": "llmserve", "instance_set": iset, "policy": policy,
