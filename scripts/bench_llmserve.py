@@ -7,11 +7,17 @@
     python scripts/bench_llmserve.py --only-overload        # only that section
     python scripts/bench_llmserve.py --only-prefix          # prefix caching: hit rate, TTFT, routers
 
+The overload, SLO-class and prefix sections run the default scheduler (``vllm_v1``); the capacity
+knee of the overload section is the highest total rate on 4 replicas with TTFT p90 <= 2 s and TBT p99
+<= 200 ms under FCFS and round robin (9 bisection steps over 1..10 req/s per replica, 1,000 requests,
+seed 0); ``conf/workload/azure_conv_overload.yaml`` and ``mixed_overload.yaml`` hold 1.0x-2.0x of it.
+
 Vidur's figures, its commit, the command and the workload names that rebuild its inputs here are read
 from one file, ``envs/data/llmserve/vidur_reference.json`` (a local run of Vidur, not the paper's
 numbers). Setup (identical inputs to those Vidur runs): Llama-2-7B on A100 (Vidur's ``mlp.csv``
-and the surrogate attention table, shipped as ``a100__llama2-7b__tp1``), vLLM v0 scheduler, batch
-cap 128, at most 4,096 tokens per batch, blocks of 16, Vidur's KV planner (10 % memory margin,
+and the surrogate attention table, shipped as ``a100__llama2-7b__tp1``), vLLM v0 scheduler (pinned
+with ``scheduler=vllm_v0``: the engine Vidur simulates; the speed section repeats the same requests
+under the default ``vllm_v1``, with no Vidur figure to compare), batch cap 128, at most 4,096 tokens per batch, blocks of 16, Vidur's KV planner (10 % memory margin,
 4,096-token request slots), lengths from the Azure conversation trace capped at 4,096 tokens
 (Vidur's proportional cap, shuffled with ``random_state=42``), Vidur's Poisson arrivals (Python
 ``random`` seeded 42, gaps capped at 3 / rate), 4,000 requests. TPOT here is Vidur's
@@ -334,6 +340,11 @@ def main() -> None:
     print("\nSpeed")
     for label, it, cpu, wall in speed:
         print(f"  {label:26} {it:6d} iterations in {cpu:.2f} CPU-s ({wall:.2f} s wall): {it / cpu:,.0f} iterations per CPU-second")
+    for setting in vidur_reference()["settings"].values():  # the same requests under the default scheduler
+        r = run_config(setting["workload"].replace(":scheduler=vllm_v0", "") + ":scheduler=vllm_v1")
+        print(f"  {setting['label']:26} {r['iters']:6d} iterations (vllm_v1) in {r['cpu']:.2f} CPU-s "
+              f"({r['wall']:.2f} s wall): {r['iters'] / r['cpu']:,.0f} iterations per CPU-second; TTFT p50/p99 "
+              f"{r['ttft'][0]:.3f} / {r['ttft'][2]:.3f} s, TPOT p50/p99 {r['tpot'][0]:.1f} / {r['tpot'][2]:.1f} ms")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  start-up (import + profile load): {startup:.2f} s; peak resident memory of this process: {rss_mb:.0f} MB")
     print("  Vidur on this machine: ~4,000 iterations/s, 5 s warm start, ~1 GB resident")
