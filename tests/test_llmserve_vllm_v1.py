@@ -146,3 +146,54 @@ def test_mla_kv_arithmetic_and_capacity(tmp_path):
     inst = _small(spec)
     assert kv_capacity_blocks(spec) == _max_blocks(inst, 0)[0]
     validate(inst, simulate(inst))
+
+
+def test_vllm_v1_is_the_default_with_vllms_own_defaults():
+    s = ReplicaSpec()
+    assert (s.scheduler, s.chunk_size, s.batch_cap, s.watermark_fraction, s.preemption) == (
+        "vllm_v1", 2048, 256, 0.0, "recompute")
+    v0 = ReplicaSpec(scheduler="vllm_v0")  # the Vidur comparison's engine keeps its defaults
+    assert (v0.chunk_size, v0.batch_cap, v0.watermark_fraction) == (512, 128, 0.01)
+    assert ReplicaSpec(scheduler="sarathi").chunk_size == 512
+    given = ReplicaSpec(batch_cap=64, chunk_size=1024)  # explicit values are kept
+    assert (given.batch_cap, given.chunk_size) == (64, 1024)
+    assert ReplicaSpec(scheduler="vllm_v0", watermark_fraction=0.0).watermark_fraction == 0.0
+    from schedgym.envs.llmserve.workload import build_workload
+
+    inst = build_workload("azure_conv:rate=5:n=10")
+    assert inst.replicas[0] == ReplicaSpec()
+
+
+def test_invalid_combinations_with_the_default_scheduler_name_the_fix():
+    from schedgym.envs.llmserve.workload import build_workload
+
+    with pytest.raises(ValueError, match=r"vllm_v1 \(the default\) preempts by recompute only.*scheduler='vllm_v0'"):
+        ReplicaSpec(preemption="swap")
+    with pytest.raises(InstanceFormatError, match=r"azure_conv:rate=5:n=10:preemption=swap.*scheduler='vllm_v0'"):
+        build_workload("azure_conv:rate=5:n=10:preemption=swap")
+    assert build_workload("azure_conv:rate=5:n=10:preemption=swap:scheduler=vllm_v0").replicas[0].preemption == "swap"
+    with pytest.raises(ValueError, match=r"no admission watermark, got watermark_fraction=0.05"):
+        ReplicaSpec(watermark_fraction=0.05)
+    with pytest.raises(ValueError, match=r"prefix_caching needs scheduler='vllm_v1'"):
+        ReplicaSpec(scheduler="sarathi", prefix_caching=True)
+
+
+def test_shipped_llm_workloads_run_v1_except_the_vidur_comparison():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from schedgym.conf import __file__ as conf_init
+    from schedgym.envs.llmserve.workload import parse_name
+
+    llm = 0
+    for f in sorted((Path(conf_init).parent / "workload").glob("*.yaml")):
+        cfg = OmegaConf.load(f)
+        for spec in cfg.spec:
+            trace, opts = parse_name(str(spec))
+            if trace not in ("azure_conv", "azure_code", "arxiv_sum", "sharegpt", "synthetic"):
+                break  # a GPU-DAG set
+            llm += 1
+            want = "vllm_v0" if f.stem.startswith("vidur_fidelity") else "vllm_v1"
+            assert opts.get("scheduler", "vllm_v1") == want, (f.name, spec)
+    assert llm >= 20
