@@ -17,7 +17,7 @@ Batch formation per scheduler (``ReplicaSpec.scheduler``):
   (watermark), the token budget (batch size x longest prompt <= ``max_tokens_in_batch``) and the
   batch cap allow; a batch with admissions is prefill-only. Otherwise a decode-only batch of the
   running requests in arrival order. Swapped-out requests return before any new admission.
-* ``sarathi`` (vLLM v1): every running decode (1 token each), then running partial prefills, then
+* ``sarathi`` (Sarathi-Serve): every running decode (1 token each), then running partial prefills, then
   new requests, chunked to fill ``chunk_size`` tokens.
 * ``vllm_v1`` (vLLM >= 0.8): one token budget per step (``chunk_size`` = max_num_batched_tokens):
   running requests in order (decodes 1 token, partial prefills chunked), each allocating the blocks
