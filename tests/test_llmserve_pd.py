@@ -121,7 +121,7 @@ def test_one_token_outputs_finish_on_the_prefill_replica(flat_profile):
     assert sol.completion[0] == pytest.approx(0.024)
 
 
-SCHED = [(s, p) for s in ("vllm_v0", "sarathi", "orca") for p in ("recompute", "swap")]
+SCHED = [(s, p) for s in ("vllm_v0", "sarathi", "orca") for p in ("recompute", "swap")] + [("vllm_v1", "recompute")]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -52,7 +52,7 @@ def test_hand_computed_two_requests(flat_profile):
     assert list(sar.it_req[sar.it_ptr[1]:sar.it_ptr[2]]) == [0, 1]
 
 
-SCHED = [(s, p) for s in ("vllm_v0", "sarathi", "orca") for p in ("recompute", "swap")]
+SCHED = [(s, p) for s in ("vllm_v0", "sarathi", "orca") for p in ("recompute", "swap")] + [("vllm_v1", "recompute")]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,7 +80,7 @@ def _never_fits(inst, blocks: int) -> np.ndarray:
     if spec.scheduler == "orca":
         reserve = -(-int(total.max()) // 16)
         return np.full(inst.n_requests, reserve > blocks)
-    never = np.ceil(total / 16) > blocks - int(0.01 * blocks)
+    never = np.ceil(total / 16) > blocks - int(spec.watermark_fraction * blocks)  # v1: no watermark
     if spec.scheduler == "vllm_v0":
         never |= total > spec.max_tokens_in_batch
     return never
