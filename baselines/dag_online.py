@@ -4,6 +4,13 @@ Each decision picks a job by the rule, then that job's candidate task of highest
 the idle device on which it finishes earliest (ties: lowest index). The rules never wait. They run in ``GPUDag-v0``'s ``pair`` and ``dispatch`` action modes (same
 schedule), not in ``task`` mode.
 
+Look-ahead variants (``dag_<rule>_la``, ``lookahead=True``) may wait for a busy device: they start
+only a *no-regret* task, one whose earliest finish over all its eligible devices (a busy device
+counted from when it frees, ``max(now, busy_until, data arrival) + time``) is reached on an idle
+device, the first in the rule's order, on that device; when no ready task is no-regret they wait for
+the next event. They run in ``pair`` mode (with its wait action) and in ``dispatch_la`` mode, where
+the env offers only the no-regret tasks and waits by itself (same schedule).
+
 ============  ===================================================================================
 dag_fifo      the job that arrived first
 dag_sjf       shortest job first by critical path: the job whose remaining critical path (the
@@ -30,31 +37,38 @@ class DagDispatchPolicy:
 
     Args:
         rule: ``fifo``, ``sjf``, ``fair`` or ``rank``.
-        name: display name (default ``dag_<rule>``).
+        name: display name (default ``dag_<rule>``, ``dag_<rule>_la`` with ``lookahead``).
+        lookahead: wait for a busy device where the task would finish earlier (module docstring).
     """
 
     domains = ("gpudag",)
 
-    def __init__(self, rule: str = "fifo", name: str | None = None):
+    def __init__(self, rule: str = "fifo", name: str | None = None, lookahead: bool = False):
         if rule not in RULES:
             raise UnknownNameError("GPU-DAG dispatching rule", rule, RULES)
         self.rule = rule
-        self.name = name or f"dag_{rule}"
+        self.lookahead = bool(lookahead)
+        self.name = name or f"dag_{rule}" + ("_la" if lookahead else "")
         self.env: Any = None
 
     def reset(self, env) -> None:
         self.env = env.unwrapped
-        if getattr(self.env, "action_mode", "pair") == "task":
+        mode = getattr(self.env, "action_mode", "pair")
+        if mode == "task":
             raise ValueError(f"{self.name} dispatches in event time: it needs GPUDag-v0 with action_mode 'pair' or "
-                             "'dispatch', not 'task'")
+                             "'dispatch' (or 'dispatch_la'), not 'task'")
+        if self.lookahead and mode == "dispatch":
+            raise ValueError(f"{self.name} may wait: it needs GPUDag-v0 with action_mode 'pair' or 'dispatch_la', "
+                             "not 'dispatch' (no wait action)")
+        if mode == "dispatch_la" and not self.lookahead:
+            raise ValueError(f"{self.name} never waits: in GPUDag-v0's 'dispatch_la' mode the env waits for "
+                             f"no-regret tasks; use {self.name}_la (lookahead=True) or action_mode 'dispatch'")
         self.rank = upward_rank(self.env.instance)
 
-    def choose(self) -> tuple[int, int]:
-        """(task, device) the rule picks in the env's current state."""
+    def _key(self, cand: np.ndarray) -> np.ndarray:
+        """The rule's job key of each task of ``cand`` (lower first)."""
         st = self.env.state
         inst = st.instance
-        pm = st.pair_mask()
-        cand = np.flatnonzero(pm.any(axis=1))
         jobs = inst.task_job[cand]
         if self.rule == "rank":
             key = np.zeros(len(cand))
@@ -69,13 +83,43 @@ class DagDispatchPolicy:
             running = (st.device >= 0) & (st.end > st.now)
             held = np.bincount(inst.task_job[running], minlength=inst.n_jobs)
             key = held[jobs] + inst.job_arrival[jobs] / (inst.job_arrival.max() + 1.0)
-        order = np.lexsort((cand, -self.rank[cand], jobs, key))
-        t = int(cand[order[0]])
+        return key
+
+    def _order(self, cand: np.ndarray) -> np.ndarray:
+        """``cand`` sorted by the rule: job key, then (except ``rank``) job, then upward rank, then id."""
+        jobs = self.env.state.instance.task_job[cand]
+        if self.rule == "rank":  # highest upward rank overall, not grouped by job
+            return cand[np.lexsort((cand, jobs, -self.rank[cand]))]
+        return cand[np.lexsort((cand, -self.rank[cand], jobs, self._key(cand)))]
+
+    def choose(self) -> tuple[int, int] | None:
+        """(task, device) the rule picks in the env's current state; None: wait (look-ahead only)."""
+        st = self.env.state
+        pm = st.pair_mask()
+        if self.lookahead:
+            return self._choose_lookahead(pm)
+        cand = np.flatnonzero(pm.any(axis=1))
+        t = int(self._order(cand)[0])
+        fin = np.where(pm[t], st.finish_times(t), np.inf)
+        return t, int(np.argmin(fin))
+
+    def _choose_lookahead(self, pm: np.ndarray) -> tuple[int, int] | None:
+        st = self.env.state
+        cand = np.flatnonzero(pm.any(axis=1) & st.no_regret_mask())
+        if len(cand) == 0 and st.can_wait():
+            return None
+        if len(cand) == 0:  # nothing left to wait for (never happens: every device is then idle)
+            cand = np.flatnonzero(pm.any(axis=1))
+        t = int(self._order(cand)[0])
         fin = np.where(pm[t], st.finish_times(t), np.inf)
         return t, int(np.argmin(fin))
 
     def act(self, obs: Any, info: dict) -> int:
-        t, d = self.choose()
-        if getattr(self.env, "action_mode", "pair") == "dispatch":
+        choice = self.choose()
+        mode = getattr(self.env, "action_mode", "pair")
+        if choice is None:
+            return int(self.env.wait_action)
+        t, d = choice
+        if mode in ("dispatch", "dispatch_la"):
             return t  # the env places it on the same earliest-finish idle device
         return int(self.env.encode_action(t, d))

@@ -103,7 +103,7 @@ def test_priority_list_needs_task_mode():
 
 
 def test_bad_action_mode_is_refused():
-    with pytest.raises(ValueError, match=r"action_mode must be one of \('pair', 'task', 'dispatch'\)"):
+    with pytest.raises(ValueError, match=r"action_mode must be one of \('pair', 'task', 'dispatch', 'dispatch_la'\)"):
         make_env(load_instance("topcuoglu-example"), action_mode="list")
 
 

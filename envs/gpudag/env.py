@@ -47,6 +47,17 @@ state that job-ordering rules use: 14. remaining work of the task's job (sum of 
 its unassigned tasks) / time_scale; 15. the job's age (now - arrival) / time_scale, 0 before it
 arrives.
 
+### Look-ahead dispatch mode (``action_mode="dispatch_la"``)
+Dispatch mode in which the env waits for a busy device when that pays: the candidates are the
+*no-regret* ready tasks only, those whose earliest finish over all their eligible devices (a busy
+device counted from when it frees: ``max(now, busy_until, data arrival) + time``) is reached on an
+idle device (:meth:`GPUDagState.no_regret_mask`); the chosen task runs there, and while no ready task
+is no-regret the env advances to the next event inside the step (its time counts in the step's
+reward). On the dag_online workloads this alone lowers every rule's mean JCT by 10-35 %
+(``dag_<rule>_la``, :mod:`schedgym.baselines.dag_online`). Node features (18): those of dispatch mode
+plus 16. devices held by the task's job (its running tasks) / devices; 17. the job's remaining
+critical path (largest upward rank among its unassigned tasks) / time_scale.
+
 ## Observation Space
 The padded graph of :mod:`schedgym.envs.core.graph_obs`: rows ``0..max_tasks-1`` are tasks, rows
 ``max_tasks..max_tasks+max_devices-1`` devices. Node features (times divided by ``time_scale`` = the
@@ -97,7 +108,8 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 ``instance``, ``generator``, ``reward``, ``max_tasks``/``max_devices``/``max_edges`` (padded sizes;
 default: the first instance's or the generator's bounds), ``reward_scale``,
 ``invalid_action_penalty``, ``action_mode`` (``"pair"``, default: event-driven (task, device) pairs
-and waits; ``"task"``: list scheduling with earliest-finish placement), ``render_mode`` (``"rgb_array"``: a Gantt chart per device).
+and waits; ``"task"``: list scheduling with earliest-finish placement; ``"dispatch"`` and
+``"dispatch_la"``: event-driven, the agent picks a task and the env its device), ``render_mode`` (``"rgb_array"``: a Gantt chart per device).
 
 ## Version History
 * v0: initial release.
@@ -126,7 +138,7 @@ N_NODE_FEATURES = 14
 N_EDGE_FEATURES = 4
 N_GLOBALS = 5
 REWARDS = ("auto", "makespan", "jct")
-ACTION_MODES = ("pair", "task", "dispatch")
+ACTION_MODES = ("pair", "task", "dispatch", "dispatch_la")
 
 InstanceSpec = str | GPUDagInstance | Sequence[str | GPUDagInstance] | None
 
@@ -163,8 +175,8 @@ class GPUDagEnv(SchedEnv):
             (max_tasks, max_devices, max_edges))
         self.n_nodes = self.max_tasks + self.max_devices
         self.n_edge_slots = self.max_edges + self.max_tasks
-        self.n_node_features = N_NODE_FEATURES + (2 if action_mode == "dispatch" else 0)
-        if action_mode in ("task", "dispatch"):
+        self.n_node_features = N_NODE_FEATURES + {"dispatch": 2, "dispatch_la": 4}.get(action_mode, 0)
+        if action_mode in ("task", "dispatch", "dispatch_la"):
             self.n_actions = self.max_tasks
             self.wait_action = -1  # no wait action in task mode
         else:
@@ -182,7 +194,7 @@ class GPUDagEnv(SchedEnv):
         pair_dev = self.max_tasks + np.tile(np.arange(self.max_devices, dtype=np.int64), self.max_tasks)
         self._action_node = np.concatenate([pair_task, [0]])
         self._action_device_node = np.concatenate([pair_dev, [self.max_tasks]])
-        if action_mode in ("task", "dispatch"):
+        if action_mode in ("task", "dispatch", "dispatch_la"):
             self._action_node = np.arange(self.max_tasks, dtype=np.int64)
             self._action_device_node = np.full(self.max_tasks, self.max_tasks, dtype=np.int64)
         self.list_state: ListSchedule | None = None
@@ -203,8 +215,16 @@ class GPUDagEnv(SchedEnv):
             self._start_list(inst)
         else:
             self.state = GPUDagState(inst)
+            if self.action_mode == "dispatch_la":
+                self._wait_for_no_regret()  # never waits at time 0 (every device is idle)
         self.n_invalid = 0
         self._objective = self._objective_name(inst)
+
+    @property
+    def objective_metric(self) -> str:
+        """The ``info["metrics"]`` key of the current episode's objective: ``mean_jct`` (reward jct, or
+        auto with several jobs) or ``makespan``; solvers that rank episodes (best of k) use it."""
+        return "mean_jct" if self._objective == "jct" else "makespan"
 
     def _objective_name(self, inst: GPUDagInstance) -> str:
         if self.reward_type == "auto":
@@ -223,6 +243,7 @@ class GPUDagEnv(SchedEnv):
     def _prepare_static(self, inst: GPUDagInstance) -> None:
         T, D, E = inst.n_tasks, inst.n_devices, inst.n_edges
         ru, rd = upward_rank(inst), downward_rank(inst)
+        self._rank_up = ru
         self.time_scale = float(max(ru.max(), 1e-12))
         self.reward_scale = float(self.reward_scale_arg or max(inst.min_time.sum() / D, 1e-12))
         ts = self.time_scale
@@ -268,7 +289,7 @@ class GPUDagEnv(SchedEnv):
             mask = np.zeros(self.n_actions, dtype=bool)
             mask[list(self._cand)] = True
             return mask
-        if self.action_mode == "dispatch":
+        if self.action_mode in ("dispatch", "dispatch_la"):
             return self._dispatch_mask()
         st = self.state
         key = (id(st), st.n_decisions)
@@ -287,7 +308,7 @@ class GPUDagEnv(SchedEnv):
     def _is_valid(self, action: int) -> bool:
         if self.action_mode == "task":
             return action in self._cand
-        if self.action_mode == "dispatch":
+        if self.action_mode in ("dispatch", "dispatch_la"):
             return 0 <= action < self.n_actions and bool(self._dispatch_mask()[action])
         st = self.state
         if not 0 <= action < self.n_actions or st.done:
@@ -303,25 +324,29 @@ class GPUDagEnv(SchedEnv):
         a = int(action)
         if self.action_mode == "task":
             return self._apply_task(a)
-        if self.action_mode == "dispatch":
-            valid = self._is_valid(a)
+        if self.action_mode in ("dispatch", "dispatch_la"):
+            if not self._is_valid(a):
+                return self._run_decision(None, invalid=True)
             # a valid task becomes the pair (task, earliest-finish idle device), then runs as in pair mode
-            return self._apply_pair(self.encode_action(a, self.dispatch_device(a)) if valid else None)
-        return self._apply_pair(a if self._is_valid(a) else None)
+            return self._run_decision((a, self.dispatch_device(a)))
+        valid = self._is_valid(a)
+        return self._run_decision(self.decode_action(a) if valid else None, invalid=not valid)
 
-    def _apply_pair(self, a: int | None) -> StepOutcome:
-        """Run pair action ``a`` (already validated; None: an invalid action)."""
+    def _run_decision(self, dec: tuple[int, int] | None, invalid: bool = False) -> StepOutcome:
+        """Assign the (task, device) pair ``dec`` (already validated), or wait (None); ``invalid``:
+        an invalid action (a no-op with the penalty)."""
         st = self.state
-        if a is None:
+        if invalid:
             self.n_invalid += 1
             truncated = self.n_invalid > max(st.n_tasks, 1) and not st.done
             return StepOutcome(self.invalid_action_penalty, False, truncated, invalid=True)
         t0 = st.now
-        dec = self.decode_action(a)
         if dec is None:
             st.wait()
         else:
             st.assign(*dec)
+        if self.action_mode == "dispatch_la":
+            self._wait_for_no_regret()
         terminated = st.done
         t1 = st.makespan() if terminated else st.now
         if self._objective == "makespan":
@@ -334,7 +359,7 @@ class GPUDagEnv(SchedEnv):
     def _observation(self) -> dict[str, np.ndarray]:
         if self.action_mode == "task":
             return self._observation_task()
-        if self.action_mode == "dispatch":
+        if self.action_mode in ("dispatch", "dispatch_la"):
             return self._observation_dispatch()
         return self._observation_pair_layout()
 
@@ -415,8 +440,18 @@ class GPUDagEnv(SchedEnv):
         st = self.state
         key = (id(st), st.n_decisions)
         if self._mask_key != key:
-            self._mask_key, self._mask = key, self._pair_grid().any(axis=1)
+            mask = self._pair_grid().any(axis=1)
+            if self.action_mode == "dispatch_la" and not st.done:
+                mask[: st.n_tasks] &= st.no_regret_mask()
+            self._mask_key, self._mask = key, mask
         return self._mask.copy()
+
+    def _wait_for_no_regret(self) -> None:
+        """dispatch_la: advance to the next event while no ready task can start without regret
+        (:meth:`GPUDagState.no_regret_mask`); the time passes inside the current step."""
+        st = self.state
+        while not st.done and not st.no_regret_mask().any():
+            st.wait()
 
     def dispatch_device(self, task: int) -> int:
         """The idle eligible device on which ``task`` (ready) would finish earliest (lowest index on ties)."""
@@ -439,6 +474,13 @@ class GPUDagEnv(SchedEnv):
         adev = self._action_device_node.copy()
         for t in np.flatnonzero(mask):
             adev[t] = self.max_tasks + self.dispatch_device(int(t))
+        if self.action_mode == "dispatch_la":
+            running = (st.device >= 0) & (st.end > st.now)
+            held = np.bincount(inst.task_job[running], minlength=inst.n_jobs)
+            x[:T, 16] = held[inst.task_job] / st.n_devices
+            cp = np.zeros(inst.n_jobs)
+            np.maximum.at(cp, inst.task_job[unassigned], self._rank_up[unassigned])
+            x[:T, 17] = cp[inst.task_job] / ts
         obs.update(action_mask=mask.astype(np.int8), action_node=self._action_node.copy(), action_device_node=adev)
         return obs
 

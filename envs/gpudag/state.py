@@ -98,6 +98,20 @@ class GPUDagState:
         r = self.ready_tasks()
         return bool((self.eligible[r] & self.idle_devices()[None, :]).any())
 
+    def no_regret_mask(self) -> np.ndarray:
+        """(T,) bool: the ready tasks whose earliest finish over all their eligible devices (a busy
+        device counted from when it frees: ``max(now, busy_until, data arrival) + time``) is reached
+        on an idle device, i.e. starting them now loses nothing against waiting for a busy device."""
+        out = np.zeros(self.n_tasks, dtype=bool)
+        idle = self.idle_devices()
+        for t in self._ready:
+            dr = np.maximum(self.now, self.data_ready_all(t))
+            el = self.eligible[t]
+            fin_idle = np.where(el & idle, dr + self.W[t], np.inf).min()
+            out[t] = np.isfinite(fin_idle) and fin_idle <= np.where(el, np.maximum(dr, self.busy_until) + self.W[t],
+                                                                    np.inf).min()
+        return out
+
     def can_wait(self) -> bool:
         """True when a later event exists (a running task or a job still to arrive)."""
         return not self.done and (bool(self._events) or self._next_arrival < self.n_jobs)

@@ -1,0 +1,123 @@
+"""GPUDag-v0 with action_mode="dispatch_la" (the env offers the no-regret ready tasks only and waits
+for a busy device by itself) and the look-ahead online rules ``dag_<rule>_la``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import schedgym  # noqa: F401
+from schedgym.baselines.dag_online import RULES, DagDispatchPolicy
+from schedgym.envs.gpudag.domain import make_env
+from schedgym.envs.gpudag.generator import OnlineGenerator, TopcuogluGenerator
+from schedgym.envs.gpudag.instances import load_instance
+from schedgym.envs.gpudag.validate import validate
+
+ONLINE = "online-topcuoglu-v20-ccr1-a1-b0.5-j5-load0.7-s1"
+
+
+def _run(env, policy):
+    obs, info = env.reset(seed=0)
+    policy.reset(env)
+    done, total, steps = False, 0.0, 0
+    while not done:
+        obs, r, term, trunc, info = env.step(policy.act(obs, info))
+        total, steps = total + r, steps + 1
+        done = term or trunc
+    return info, total, steps
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_lookahead_rules_give_the_same_schedule_in_pair_and_dispatch_la_mode(rule):
+    inst = load_instance(ONLINE)
+    a, ra, _ = _run(make_env(inst), DagDispatchPolicy(rule, lookahead=True))
+    b, rb, steps = _run(make_env(inst, action_mode="dispatch_la"), DagDispatchPolicy(rule, lookahead=True))
+    assert np.array_equal(a["solution"].device, b["solution"].device)
+    assert np.array_equal(a["solution"].start, b["solution"].start)
+    assert ra == pytest.approx(rb)
+    assert steps == inst.n_tasks  # one step per task: the waits happen inside the steps
+    validate(inst, b["solution"])
+
+
+def test_lookahead_lowers_mean_jct_of_fair_on_this_workload():
+    inst = load_instance(ONLINE)
+    plain, _, _ = _run(make_env(inst, action_mode="dispatch"), DagDispatchPolicy("fair"))
+    la, _, _ = _run(make_env(inst, action_mode="dispatch_la"), DagDispatchPolicy("fair", lookahead=True))
+    assert la["metrics"]["mean_jct"] < plain["metrics"]["mean_jct"]
+
+
+def test_candidates_are_exactly_the_no_regret_ready_tasks_and_rewards_sum_to_jct():
+    inst = load_instance(ONLINE)
+    env = make_env(inst, action_mode="dispatch_la", reward="jct")
+    obs, info = env.reset(seed=0)
+    e = env.unwrapped
+    rng, total, done, seen_busy = np.random.default_rng(0), 0.0, False, False
+    while not done:
+        st = e.state
+        mask = np.asarray(info["action_mask"], dtype=bool)
+        for t in st.ready_tasks():
+            fin = [max(st.now, st.busy_until[d], st.data_ready(int(t), d)) + st.W[t, d]
+                   for d in range(st.n_devices) if st.eligible[t, d]]
+            best_idle = min((max(st.now, st.data_ready(int(t), d)) + st.W[t, d] for d in range(st.n_devices)
+                             if st.eligible[t, d] and st.busy_until[d] <= st.now), default=np.inf)
+            assert mask[t] == (best_idle <= min(fin) + 1e-9), (t, best_idle, min(fin))
+            seen_busy |= not mask[t]
+        assert mask.any() and not mask[st.n_tasks:].any()
+        assert obs["x"].shape[1] == 18
+        t = int(rng.choice(np.flatnonzero(mask)))
+        assert obs["action_device_node"][t] == e.max_tasks + e.dispatch_device(t)
+        obs, r, term, trunc, info = env.step(t)
+        total += r
+        done = term or trunc
+    assert seen_busy  # the workload exercises the look-ahead
+    jct = info["metrics"]["mean_jct"] * inst.n_jobs
+    assert -total * e.reward_scale == pytest.approx(jct, rel=1e-9)
+    validate(inst, info["solution"])
+
+
+def test_job_features_of_dispatch_la():
+    inst = load_instance(ONLINE)
+    env = make_env(inst, action_mode="dispatch_la")
+    obs, info = env.reset(seed=0)
+    e = env.unwrapped
+    for _ in range(6):
+        obs, _, term, _, info = env.step(int(np.flatnonzero(info["action_mask"])[0]))
+    st = e.state
+    t = int(np.flatnonzero(info["action_mask"])[0])
+    job = inst.task_job[t]
+    running = (st.device >= 0) & (st.end > st.now) & (inst.task_job == job)
+    assert obs["x"][t, 16] == pytest.approx(running.sum() / inst.n_devices)
+    unassigned = (st.device < 0) & (inst.task_job == job)
+    assert obs["x"][t, 17] == pytest.approx(e._rank_up[unassigned].max() / e.time_scale, rel=1e-6)
+
+
+def test_mode_and_rule_mismatches_are_refused():
+    inst = load_instance(ONLINE)
+    env = make_env(inst, action_mode="dispatch_la")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="dag_fair_la"):
+        DagDispatchPolicy("fair").reset(env)
+    env = make_env(inst, action_mode="dispatch")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="no wait action"):
+        DagDispatchPolicy("fair", lookahead=True).reset(env)
+
+
+def test_dispatch_la_passes_check_env_and_is_deterministic():
+    gen = OnlineGenerator(TopcuogluGenerator(n_tasks=8, n_procs=3), n_jobs=3, load=0.8)
+    env = gym.make("schedgym/GPUDag-v0", action_mode="dispatch_la", generator=gen)
+    check_env(env.unwrapped, skip_render_check=True)
+
+    def trajectory(seed):
+        obs, info = env.reset(seed=seed)
+        rng, out, done = np.random.default_rng(seed), [], False
+        while not done:
+            a = int(rng.choice(np.flatnonzero(info["action_mask"])))
+            obs, r, term, trunc, info = env.step(a)
+            out.append((a, r))
+            done = term or trunc
+        return out, info["metrics"]["mean_jct"]
+
+    assert trajectory(3) == trajectory(3)
