@@ -174,6 +174,8 @@ class SampledPolicySolver:
             obs, infos = zip(*[e.reset(seed=self.seed + i, options={"instance": instance}) for i, e in enumerate(envs)])
             obs, infos = list(obs), list(infos)
             envs = [e.unwrapped for e in envs]
+            # an env may rank its episodes by another metric than the domain's (GPU DAG online: mean JCT)
+            objective = getattr(envs[0], "objective_metric", None) or objective
             # envs with advance()/observe() (job-shop) build an observation only when it is used
             lazy = all(hasattr(e, "advance") and hasattr(e, "observe") for e in envs)
             alive = list(range(k))
