@@ -29,6 +29,14 @@ def _stack(obs_list: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.stack([o[k] for o in obs_list])).float() for k in obs_list[0]}
 
 
+def objective_value(metrics: dict[str, float], objective: str) -> float:
+    """The value to minimise: ``metrics[objective]``, or ``-metrics[name]`` for ``objective="-name"``
+    (a metric to maximise, e.g. ``-goodput_rps``). A KeyError names the missing metric."""
+    if objective.startswith("-"):
+        return -float(metrics[objective[1:]])
+    return float(metrics[objective])
+
+
 def sample_solutions(policy, envs: list[gym.Env], instance: Any, seed: int, generator: torch.Generator,
                      objective: str, greedy_first: bool = True):
     """Run ``len(envs)`` episodes of ``instance`` in lock-step; returns the best episode's
@@ -61,7 +69,7 @@ def sample_solutions(policy, envs: list[gym.Env], instance: Any, seed: int, gene
             obs[i], infos[i] = o, info
             if term or trunc:
                 if "metrics" in info:
-                    values[i] = float(info["metrics"][objective])
+                    values[i] = objective_value(info["metrics"], objective)
             else:
                 still.append(i)
         alive = still
@@ -82,7 +90,7 @@ def policy_episode(agent: Any, env: gym.Env, instance: Any, seed: int, objective
         t_act.append(a)
         obs, _, term, trunc, info = env.step(a)
         done = term or trunc
-    val = float(info["metrics"][objective]) if "metrics" in info else math.inf
+    val = objective_value(info["metrics"], objective) if "metrics" in info else math.inf
     return val, t_obs, t_mask, t_act
 
 
@@ -198,7 +206,7 @@ def train_self_labeling(
             stats.update({f"eval/{k}": v for k, v in ev.items()})
             ev["iteration"] = it
             history.append(ev)
-            val = ev[eval_metric or objective]
+            val = objective_value(ev, eval_metric or objective)
             if val < best_eval:
                 best_eval = val
                 save_policy(policy, out / "best_policy.pt", env_id, ckpt_kwargs,

@@ -28,8 +28,10 @@ from schedgym.agents.malloc_tuning import keep_freed_memory
 from schedgym.agents.policies import masked_logits
 from schedgym.envs.core.errors import PolicyDomainError
 
-#: env keywords that change what a policy observes; a checkpoint's values are always used
-OBSERVATION_KWARGS = ("time_origin", "action_mode")
+#: env keywords that change what a policy observes; a checkpoint's values are always used (LLM
+#: serving: ``mode`` picks the routing or queue env, ``admission="agent"`` adds the admission actions,
+#: ``router`` routes the arrivals a queue policy sees)
+OBSERVATION_KWARGS = ("time_origin", "action_mode", "mode", "admission", "router")
 
 
 def _checkpoint_domains(checkpoint: str | None) -> tuple[str, ...] | None:

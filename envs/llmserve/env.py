@@ -53,7 +53,14 @@ log-normal noisy prediction with ``reveal="noisy"``, a prediction with Spearman 
 deadline, 8 admissible flag, 9 tenant's share of running requests, 10 KV blocks held / replica
 blocks, 11 queued requests (replica), 12 running requests (replica), 13 KV in use (replica),
 14 busy flag (replica). With ``admission="agent"`` three more: 15 the request being admitted
-(gate), 16 deferred before, 17 seconds left until its deferral deadline. ``globals``: time / horizon, requests arrived / N, finished / N, SLO met
+(gate), 16 deferred before, 17 seconds left until its deferral deadline, 18 defer-action node,
+19 reject-action node, 20 predicted TTFT / TTFT SLO, 21 predicted TPOT / TPOT SLO, 22 prefill share
+of the replica's time (:mod:`schedgym.envs.llmserve.admission_features`: what SLO-aware admission
+judges on; on a replica node for the request decided now if admitted there, on the request node
+the minimum over the replicas it may go to, capped at 10), 23 the request's own prefill time / its
+TTFT SLO, 24 its class's TTFT SLO (s), 25 its class's TPOT SLO (s) x 10. The defer and reject
+actions point at two nodes of their own (flags 18 and 19, a copy of the request's features, an edge
+to the request node), so a pointer policy can tell them apart. ``globals``: time / horizon, requests arrived / N, finished / N, SLO met
 so far / N, mean KV in use, plus (queue env) batch size and tokens so far.
 
 ## Rewards
@@ -80,7 +87,10 @@ env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``
 ``predictor_rho``,
 ``max_replicas``, ``max_queue``, ``max_running``, ``invalid_action_penalty``, ``render_mode``,
 ``admission`` (``none``/``agent``/a rule name), ``admission_kwargs`` (the rule's options),
-``max_defer_s`` (longest deferral in seconds; None: the class's TTFT SLO).
+``max_defer_s`` (longest deferral in seconds; None: the class's TTFT SLO), ``generator`` (a callable
+drawing a workload, name or instance, from the env's random generator when no instance is given),
+``mode`` (``routing``/``queue``: checked against the env, lets the domain's kwargs build it),
+``episode_metrics`` (``full``, or ``slo``: only the SLO metrics of :func:`slo_metrics`, for training).
 
 ## Version History
 * v0: initial release; prefill/decode disaggregation added as a workload option (off by default, so
@@ -90,6 +100,7 @@ env: ``fcfs`` or a baseline key name), ``reveal`` (``none``/``oracle``/``noisy``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -103,10 +114,29 @@ from schedgym.envs.llmserve.types import LLMServeInstance, LLMServeSolution
 from schedgym.envs.llmserve.workload import build_workload
 
 N_NODE_FEATURES = 15
-N_ADMISSION_FEATURES = 3  # extra node features with admission="agent"
+N_ADMISSION_FEATURES = 11  # extra node features with admission="agent"
 N_EDGE_FEATURES = 2
 N_GLOBALS = 7
 REVEAL = ("none", "oracle", "noisy", "rank")
+
+
+def slo_metrics(instance: LLMServeInstance, solution: LLMServeSolution) -> dict[str, float]:
+    """The SLO metrics of :func:`~schedgym.envs.llmserve.metrics.metrics` only (``slo_attainment``,
+    ``goodput_rps``, ``throughput_rps``, ``rejected_rate``, per class with several classes), without
+    its replay of the iterations (latency percentiles, KV and TBT): what training needs, 20x cheaper."""
+    from schedgym.envs.llmserve.metrics import class_metrics, per_request
+
+    pr = per_request(instance, solution)
+    served = ~solution.rejected
+    n = max(instance.n_requests, 1)
+    span = float(np.nanmax(solution.completion[served]) - instance.arrival.min()) if served.any() else 0.0
+    m = {"slo_attainment": float(pr["slo_ok"].sum() / n),
+         "goodput_rps": float(pr["slo_ok"].sum() / span) if span > 0 else 0.0,
+         "throughput_rps": float(served.sum() / span) if span > 0 else 0.0,
+         "rejected_rate": float(solution.rejected.sum() / n)}
+    if len(instance.class_names) > 1:
+        m.update(class_metrics(instance, solution, pr, span))
+    return m
 
 
 def load_workload(spec: str | LLMServeInstance) -> LLMServeInstance:
@@ -126,7 +156,14 @@ class _LLMServeEnv(SchedEnv):
                  reveal: str = "none", predictor_sigma: float = 0.5, predictor_rho: float = 0.8,
                  max_replicas: int = 8, max_queue: int = 32,
                  max_running: int = 64, invalid_action_penalty: float = -0.01, render_mode: str | None = None,
-                 admission: str = "none", admission_kwargs: dict | None = None, max_defer_s: float | None = None):
+                 admission: str = "none", admission_kwargs: dict | None = None, max_defer_s: float | None = None,
+                 generator: Callable[[np.random.Generator], str | LLMServeInstance] | None = None,
+                 mode: str | None = None, episode_metrics: str = "full"):
+        if mode is not None and mode != self.mode:
+            raise ValueError(f"{type(self).__name__} is mode {self.mode!r} of the llmserve domain, got mode={mode!r}")
+        if episode_metrics not in ("full", "slo"):
+            raise ValueError(f"episode_metrics must be 'full' or 'slo', got {episode_metrics!r}")
+        self.episode_metrics = episode_metrics
         if reveal not in REVEAL:
             raise ValueError(f"reveal must be one of {REVEAL}, got {reveal!r}")
         if admission not in ("none", "agent"):
@@ -141,6 +178,7 @@ class _LLMServeEnv(SchedEnv):
         super().__init__(render_mode)
         self.instance_arg = load_workload(instance) if instance is not None else None
         self.default_workload_name = default_workload or self.default_workload
+        self.generator = generator
         self.window = window
         self.router = router
         self.queue_order = queue_order
@@ -163,6 +201,8 @@ class _LLMServeEnv(SchedEnv):
             inst = load_workload(options["instance"])
         elif self.instance_arg is not None:
             inst = self.instance_arg
+        elif self.generator is not None:
+            inst = load_workload(self.generator(self.np_random))
         else:
             seed = int(self.np_random.integers(1_000_000))
             inst = build_workload(f"{self.default_workload_name}:seed={seed}")
@@ -204,6 +244,11 @@ class _LLMServeEnv(SchedEnv):
         self._n_invalid = 0
         self._seen_entries = 0
         self._seen_rejects = 0
+        self._tracker = None
+        if self.gates:
+            from schedgym.envs.llmserve.admission_features import LoadTracker
+
+            self._tracker = LoadTracker()
         self._decision = self._advance(None)
 
     def _advance(self, choice) -> Decision | None:
@@ -288,6 +333,35 @@ class _LLMServeEnv(SchedEnv):
         x[row, 16] = d.deferred
         x[row, 17] = max(self.sim.defer_limit(d.rid) - self.sim.now, 0.0)
 
+    def _load_features(self, x: np.ndarray, row: int, rid: int, replicas: list[int]) -> None:
+        """Features 20-22 of ``row``: predicted TTFT and TPOT ratios and prefill share of ``rid`` on
+        ``replicas`` (their minimum when several)."""
+        preds = np.array([self._tracker.ratios(self.sim, rid, k) for k in replicas])
+        x[row, 20:23] = preds.min(axis=0)
+
+    def _class_features(self, x: np.ndarray, row: int, rid: int) -> None:
+        """Features 23-25 of ``row``: ``rid``'s own prefill time / TTFT SLO and its class's SLOs."""
+        from schedgym.envs.llmserve.admission_features import RATIO_CAP
+
+        inst, rep = self.instance, self.sim.replicas[0]
+        c = int(inst.klass[rid])
+        own = self._tracker.predict_prefill_s(self.sim, rid, rep)
+        x[row, 23] = min(own / float(inst.slo_ttft[c]), RATIO_CAP)
+        x[row, 24] = float(inst.slo_ttft[c])
+        x[row, 25] = float(inst.slo_tpot[c]) * 10.0
+
+    def _action_nodes(self, x: np.ndarray, ei: np.ndarray, em: np.ndarray, nm: np.ndarray, req_row: int,
+                      first_node: int, first_edge: int) -> None:
+        """The defer and reject action nodes (``first_node``, ``first_node + 1``): a copy of the request
+        row with flag 18 or 19, and an edge from each to the request node."""
+        for j in range(2):
+            row = first_node + j
+            x[row] = x[req_row]
+            x[row, 18 + j] = 1.0
+            nm[row] = 1
+            ei[:, first_edge + j] = (row, req_row)
+            em[first_edge + j] = 1
+
     def _rep_features(self, x: np.ndarray, row: int, rep) -> None:
         x[row, 2] = 1.0
         x[row, 11] = (len(rep.waiting) + len(rep.swapped)) / 100.0
@@ -320,6 +394,8 @@ class _LLMServeEnv(SchedEnv):
         return self.sim.solution() if self._decision is None else None
 
     def _metrics(self, solution: LLMServeSolution) -> dict[str, float]:
+        if self.episode_metrics == "slo":
+            return slo_metrics(self.instance, solution)
         return metrics(self.instance, solution)
 
     def _render_rgb(self) -> np.ndarray:
@@ -332,11 +408,13 @@ class LLMRoutingEnv(_LLMServeEnv):
     """``schedgym/LLMRouting-v0``: route each arriving request to a replica (see module docstring)."""
 
     agent_routes = True
+    mode = "routing"
     default_workload = "azure_conv:rate=10:n=200:replicas=4"
 
     def _build_spaces(self) -> None:
-        self.n_nodes = self.max_replicas + 1
-        self.n_edges = self.max_replicas
+        # with admission="agent": two more nodes and edges, the defer and reject action nodes
+        self.n_nodes = self.max_replicas + 1 + (2 if self.gates else 0)
+        self.n_edges = self.max_replicas + (2 if self.gates else 0)
         self.n_actions = self.max_replicas + (2 if self.gates else 0)
         self.action_space = gym.spaces.Discrete(self.n_actions)
         self.observation_space = padded_graph_space(self.n_nodes, self.n_node_features, self.n_edges,
@@ -387,8 +465,6 @@ class LLMRoutingEnv(_LLMServeEnv):
             x[M, 0] = 1.0
             self._req_features(x, M, rid, self.sim.replicas[0], True, True)
             x[M, 10] = 0.0
-            if self.gates:
-                self._gate_features(x, M, d)
             nm[M] = 1
             for i, rep in enumerate(self.sim.replicas[:self.sim.n_route]):
                 ei[:, i] = (M, i)
@@ -396,9 +472,17 @@ class LLMRoutingEnv(_LLMServeEnv):
                 ea[i, 0] = need / max(rep.num_blocks - rep.used, 1)
                 ea[i, 1] = self.sim.accepts(rep, rid)
                 em[i] = 1
+                if self.gates:
+                    self._load_features(x, i, rid, [i])
+            if self.gates:
+                self._gate_features(x, M, d)
+                x[M, 20:23] = x[:self.sim.n_route, 20:23].min(axis=0)  # the best replica's
+                self._class_features(x, M, rid)
+                self._action_nodes(x, ei, em, nm, M, M + 1, M)
         mask = self._mask()
         an = np.arange(self.n_actions, dtype=np.int64)
-        an[M:] = M  # defer / reject act on the request node
+        if self.gates:
+            an[M:] = (M + 1, M + 2)  # defer / reject: their own nodes
         return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
                 "action_mask": mask.astype(np.int8), "action_node": an, "globals": self._globals()}
 
@@ -407,11 +491,13 @@ class LLMQueueEnv(_LLMServeEnv):
     """``schedgym/LLMQueue-v0``: choose which waiting request a replica admits next (see module docstring)."""
 
     agent_admits = True
+    mode = "queue"
     default_workload = "azure_conv:rate=3.5:n=200"
 
     def _build_spaces(self) -> None:
-        self.n_nodes = self.max_queue + self.max_running + 1
-        self.n_edges = self.max_queue + self.max_running
+        # with admission="agent": two more nodes and edges, the defer and reject action nodes
+        self.n_nodes = self.max_queue + self.max_running + 1 + (2 if self.gates else 0)
+        self.n_edges = self.max_queue + self.max_running + (2 if self.gates else 0)
         self.n_actions = self.max_queue + (3 if self.gates else 1)
         self.action_space = gym.spaces.Discrete(self.n_actions)
         self.observation_space = padded_graph_space(self.n_nodes, self.n_node_features, self.n_edges,
@@ -498,6 +584,9 @@ class LLMQueueEnv(_LLMServeEnv):
                 em[k] = 1
             if d.kind == "gate":
                 self._gate_features(x, 0, d)
+                self._load_features(x, 0, d.rid, [d.replica])
+                self._class_features(x, 0, d.rid)
+                self._action_nodes(x, ei, em, nm, 0, rep_row + 1, Q + U)
             for k, r in enumerate(run):
                 row = Q + k
                 self._req_features(x, row, r, rep, False, False)
@@ -508,10 +597,13 @@ class LLMQueueEnv(_LLMServeEnv):
                 ea[row, 1] = 1.0
                 em[row] = 1
             self._rep_features(x, rep_row, rep)
+            if d.kind == "gate":
+                x[rep_row, 20:23] = x[0, 20:23]
             nm[rep_row] = 1
             extra = (len(rep.batch) / 100.0, rep._ntok / 1e3)
         an = np.arange(self.n_actions, dtype=np.int64)
         an[Q] = rep_row
-        an[Q + 1:] = 0  # defer / reject act on the gated request (row 0)
+        if self.gates:
+            an[Q + 1:] = (rep_row + 1, rep_row + 2)  # defer / reject: their own nodes
         return {"x": x, "edge_index": ei, "edge_attr": ea, "edge_mask": em, "node_mask": nm,
                 "action_mask": self._mask().astype(np.int8), "action_node": an, "globals": self._globals(extra)}
