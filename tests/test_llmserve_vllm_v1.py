@@ -164,6 +164,21 @@ def test_vllm_v1_is_the_default_with_vllms_own_defaults():
     assert inst.replicas[0] == ReplicaSpec()
 
 
+def test_vllm_v1_defaults_follow_vllms_device_rule():
+    """vLLM's OpenAI server: 8,192 tokens / 1,024 sequences on GPUs of >= 70 GiB other than A100."""
+    from schedgym.envs.llmserve.types import vllm_v1_batch_defaults
+
+    assert vllm_v1_batch_defaults("a100") == (256, 2048)  # 80 GiB, but vLLM excludes A100
+    assert vllm_v1_batch_defaults("rtx4090") == vllm_v1_batch_defaults("a40") == (256, 2048)
+    assert vllm_v1_batch_defaults("h100") == vllm_v1_batch_defaults("rtxpro6000") == (1024, 8192)
+    assert vllm_v1_batch_defaults("no-such-gpu") == (256, 2048)
+    s = ReplicaSpec(device="h100")
+    assert (s.batch_cap, s.chunk_size) == (1024, 8192)
+    assert (ReplicaSpec(device="h100", scheduler="vllm_v0").batch_cap, ReplicaSpec(device="h100").watermark_fraction) == (
+        128, 0.0)
+    assert ReplicaSpec(device="h100", chunk_size=2048).chunk_size == 2048  # explicit values are kept
+
+
 def test_invalid_combinations_with_the_default_scheduler_name_the_fix():
     from schedgym.envs.llmserve.workload import build_workload
 

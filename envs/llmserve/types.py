@@ -45,13 +45,15 @@ class ReplicaSpec:
             Vidur simulates, kept for the Vidur comparison), ``sarathi`` (Sarathi-Serve: chunked
             prefill mixed with decodes within ``chunk_size`` tokens) or ``orca`` (iteration-level,
             whole prompts, KV reserved for the model length).
-        batch_cap: most requests resident (and in one batch). Default: 256 under ``vllm_v1`` (vLLM's
-            max_num_seqs default), 128 under the other schedulers (Vidur's).
+        batch_cap: most requests resident (and in one batch). Default under ``vllm_v1``: vLLM's
+            max_num_seqs default for its OpenAI server (:func:`vllm_v1_batch_defaults`: 256, or 1,024 on
+            GPUs of at least 70 GiB other than A100); 128 under the other schedulers (Vidur's).
         max_tokens_in_batch: vLLM v0 token budget (batch size x longest prompt in the batch).
         chunk_size: token budget per iteration of ``vllm_v1`` (max_num_batched_tokens) and ``sarathi``.
-            Default: 2048 under ``vllm_v1`` (vLLM's max_num_batched_tokens default for its OpenAI
-            server on GPUs under 70 GiB and on A100s, and the setting of the three real-vLLM runs of
-            :mod:`schedgym.envs.llmserve.vllm_bench`), 512 under ``sarathi`` (Sarathi-Serve's).
+            Default under ``vllm_v1``: vLLM's max_num_batched_tokens default for its OpenAI server
+            (:func:`vllm_v1_batch_defaults`: 2,048 on GPUs under 70 GiB and on A100s, 8,192 on larger
+            GPUs such as H100 and RTX PRO 6000; the three real-vLLM runs of
+            :mod:`schedgym.envs.llmserve.vllm_bench` set 2,048 explicitly); 512 under ``sarathi``.
         block_size: tokens per KV block.
         watermark_fraction: fraction of blocks kept free when admitting a new request. Default: 0.01
             (vLLM v0's), 0 under ``vllm_v1`` (which has no watermark; a positive value is an error).
@@ -121,7 +123,8 @@ class ReplicaSpec:
             raise ValueError(f"scheduler vllm_v1 (the default) has no admission watermark, got watermark_fraction="
                              f"{self.watermark_fraction!r}: drop it, or set scheduler='vllm_v0'")
         # defaults that follow the scheduler (a value given explicitly is kept)
-        for key, v1_default, other in (("batch_cap", 256, 128), ("chunk_size", 2048, 512),
+        v1_seqs, v1_tokens = vllm_v1_batch_defaults(self.device) if v1 else (256, 2048)
+        for key, v1_default, other in (("batch_cap", v1_seqs, 128), ("chunk_size", v1_tokens, 512),
                                        ("watermark_fraction", 0.0, 0.01)):
             if getattr(self, key) is None:
                 object.__setattr__(self, key, v1_default if v1 else other)
@@ -135,6 +138,26 @@ class ReplicaSpec:
                 continue
             if not _is_number(value) or not ok(value):
                 raise InstanceFormatError("ReplicaSpec", f"{key}={value!r} is out of range (valid: {valid})")
+
+
+def vllm_v1_batch_defaults(device: str) -> tuple[int, int]:
+    """vLLM v1's OpenAI-server defaults ``(max_num_seqs, max_num_batched_tokens)`` for ``device``.
+
+    As ``vllm.engine.arg_utils.EngineArgs.get_batch_defaults`` (vLLM >= 0.9): GPUs with at least
+    70 GiB of memory that are not A100s (H100, H200, RTX PRO 6000, MI300X) get 1,024 sequences and
+    8,192 tokens per step; every other device 256 sequences and 2,048 tokens. An unknown device gets
+    the second pair, as vLLM does when it cannot query the device (the cluster then reports the
+    unknown name).
+    """
+    from schedgym.envs.llmserve.configs import load_device
+
+    try:
+        memory_gb = load_device(device).memory_gb
+    except Exception:  # noqa: BLE001 - unknown device: the cluster build names it with the fix
+        return 256, 2048
+    if memory_gb >= 70 and "a100" not in str(device).lower():
+        return 1024, 8192
+    return 256, 2048
 
 
 def _is_number(v) -> bool:

@@ -10,8 +10,8 @@ Keys (defaults in brackets): ``rate`` requests/s [the trace's own rate], ``n`` r
 coefficient of variation [2], ``start`` first trace row for ``arrival=trace`` [0], ``max_tokens``
 cap on prompt+output [the model's length], ``ttft``/``tpot`` SLOs in seconds [per trace],
 ``tenants`` [1], ``replicas`` [1], ``model`` [llama2-7b], ``device`` [a100], ``tp`` [1],
-``scheduler`` [vllm_v1], ``batch_cap`` [256 under vllm_v1, else 128], ``max_tokens_in_batch`` (vllm_v0)
-[4096], ``chunk_size`` (the token budget of vllm_v1 and sarathi) [2048 under vllm_v1, 512 under sarathi],
+``scheduler`` [vllm_v1], ``batch_cap`` [vllm_v1: 256, or 1024 on GPUs of >= 70 GiB other than A100; else 128], ``max_tokens_in_batch`` (vllm_v0)
+[4096], ``chunk_size`` (the token budget of vllm_v1 and sarathi) [vllm_v1: 2048, or 8192 on GPUs of >= 70 GiB other than A100; 512 under sarathi],
 ``preemption`` [recompute; ``swap`` needs scheduler=vllm_v0, sarathi or orca], ``kv_capacity`` [memory].
 ``scheduler=vllm_v1`` (vLLM >= 0.8, with vLLM's default max_num_batched_tokens and max_num_seqs) is the
 default for new workloads; ``scheduler=vllm_v0`` is the engine Vidur simulates, pinned by the Vidur
