@@ -27,13 +27,41 @@ the outputs equal the padded computation's (``compact=False``) up to float round
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from schedgym.agents.graph_dedup import Classes, RefinementError, refine
+
 GNN_KINDS = ("gin", "gat", "sage")
+
+
+@dataclass
+class ActionEncoding:
+    """What :meth:`PaddedGraphExtractor.encode` returns: the extractor's features of the valid actions
+    only, with rows shared between actions whose nodes have equal embeddings.
+
+    The valid action ``valid[i]`` (flat index ``b * n_actions + action``) has the features
+    ``a_i = table[index[i, 0]] || ... || table[index[i, P - 1]]`` (``P`` parts of ``table``'s width,
+    ``per_action_dim`` in all); ``graph`` is the graph embedding ``g``. :meth:`dense` lays them out
+    as :meth:`PaddedGraphExtractor.forward` does (zero rows for invalid actions).
+    """
+
+    graph: torch.Tensor  # (B, hidden_dim)
+    valid: torch.Tensor  # (K,) int64 flat indices of the valid actions
+    n_actions: int
+    table: torch.Tensor  # (T, w)
+    index: torch.Tensor  # (K, P) int64 rows of table
+
+    def dense(self) -> torch.Tensor:
+        """``(B, A * per_action_dim + hidden_dim)``, the layout of :meth:`PaddedGraphExtractor.forward`."""
+        B = self.graph.shape[0]
+        rows = self.table[self.index.reshape(-1)].reshape(self.index.shape[0], -1)
+        out = rows.new_zeros(B * self.n_actions, rows.shape[1]).index_copy(0, self.valid, rows)
+        return torch.cat([out.reshape(B, -1), self.graph], dim=-1)
 
 
 def _build_gnn(kind: str, in_dim: int, hidden_dim: int, num_layers: int, edge_dim: int | None) -> nn.Module:
@@ -224,6 +252,124 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         pooled, a = out[:B], out[B:B + rows.numel()]
         am = out[B + rows.numel():] if mrows is not None else None
         return pooled, a, am
+
+
+    # ------------------------------------------------------------------------------------------
+    # the valid actions' features only, with the GNN on distinct node classes
+    # ------------------------------------------------------------------------------------------
+    def encode(self, obs: dict[str, torch.Tensor], dedup: bool = True) -> ActionEncoding:
+        """The features of :meth:`forward` for the valid actions only (see :class:`ActionEncoding`):
+        ``encode(obs).dense()`` equals ``forward(obs)`` up to float rounding.
+
+        With ``dedup`` (GIN without edge features, ``compact``, a fixed ``eps``, and this class's own
+        ``forward``), each GIN layer runs once per class of nodes that it necessarily embeds alike
+        (:mod:`schedgym.agents.graph_dedup`): the same function, on a fraction of the rows. Otherwise,
+        or if the class refinement reports a hash collision, the rows come from :meth:`forward`.
+        """
+        if dedup and self._can_dedup():
+            try:
+                return self._encode_dedup(obs)
+            except RefinementError:
+                pass
+        features = self(obs)
+        B = features.shape[0]
+        A = obs["action_mask"].shape[1]
+        per_action = (features.shape[1] - self.hidden_dim) // A
+        valid = obs["action_mask"].reshape(-1).nonzero().squeeze(1)
+        rows = features[:, : A * per_action].reshape(B * A, per_action)[valid]
+        index = torch.arange(valid.numel(), device=features.device).unsqueeze(1)
+        return ActionEncoding(features[:, A * per_action:], valid, A, rows, index)
+
+    def _can_dedup(self) -> bool:
+        return (self.compact and self.gnn_kind == "gin" and not self.use_edge_attr
+                and type(self).forward is PaddedGraphExtractor.forward
+                and not any(conv.eps.requires_grad for conv in self.gnn.convs))
+
+    def _encode_dedup(self, obs: dict[str, torch.Tensor]) -> ActionEncoding:
+        x = obs["x"]  # (B, N, F)
+        B, N, F = x.shape
+        dev = x.device
+        keep = obs["node_mask"].reshape(-1).nonzero().squeeze(1)
+        R = keep.numel()
+        new_id = torch.full((B * N,), R, dtype=torch.long, device=dev)
+        new_id[keep] = torch.arange(R, device=dev)
+        # row R: the zero row of the padded nodes (as in the compact computation)
+        xc = torch.cat([x.reshape(B * N, F).index_select(0, keep), x.new_zeros(1, F)])
+        real = obs["edge_mask"].reshape(-1).nonzero().squeeze(1)
+        ei = obs["edge_index"].long() + (torch.arange(B, device=dev) * N).view(B, 1, 1)  # (B, 2, E)
+        src = new_id.index_select(0, ei[:, 0].reshape(-1).index_select(0, real))
+        dst = new_id.index_select(0, ei[:, 1].reshape(-1).index_select(0, real))
+        if self.reverse_edges:
+            src, dst = torch.cat([src, dst]), torch.cat([dst, src])
+        convs = self.gnn.convs
+        with torch.no_grad():
+            classes = refine(xc, src, dst, len(convs))
+        graph = keep // N
+        counts = torch.bincount(graph, minlength=B).clamp(min=1).unsqueeze(1).to(x.dtype)
+        valid = obs["action_mask"].reshape(-1).nonzero().squeeze(1)
+        A = obs["action_mask"].shape[1]
+        vb = valid // A
+        keys = ["action_node", "action_machine_node"] if self.pair else ["action_node"]
+        nodes = [new_id.index_select(0, obs[k].long().clamp(0, N - 1).reshape(-1).index_select(0, valid) + vb * N)
+                 for k in keys]
+        h = xc.index_select(0, classes[0].rep)
+        for k, conv in enumerate(convs, start=1):
+            adj = _class_adjacency(classes[k], classes[k - 1], src, dst, float(conv.eps), x.dtype)
+            z = _spmm(adj, h)
+            lins = conv.nn.lins
+            for lin in lins[:-1]:
+                z = torch.relu_(lin(z))
+            if k < len(convs):
+                h = torch.relu_(lins[-1](z))
+        last = lins[-1]
+        # mean over each graph's real nodes of last(z): last is affine, so last(mean of z)
+        final = classes[-1]
+        U = final.n_classes
+        pairs, mult = torch.unique(graph * U + final.label[:R], return_counts=True)
+        pool = _csr(pairs // U, pairs % U, mult.to(x.dtype), B, U)
+        pooled = last(_spmm(pool, z) / counts)
+        if self.n_globals:
+            pooled = torch.cat([pooled, obs["globals"]], dim=-1)
+        g = torch.relu(self.global_proj(pooled))
+        # one row per distinct class among the action nodes, then a zero row for padded nodes
+        act = torch.cat(nodes)
+        uniq, inv = torch.unique(final.label.index_select(0, act), return_inverse=True)
+        table = torch.cat([last(z.index_select(0, uniq)), z.new_zeros(1, self.hidden_dim)])
+        index = torch.where(act < R, inv, uniq.numel()).reshape(len(nodes), -1).t()
+        return ActionEncoding(g, valid, A, table, index)
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_rows: int, n_cols: int) -> torch.Tensor:
+    """CSR matrix from entries sorted by row (no duplicates)."""
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_cols))
+
+
+def _spmm(adj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.sparse.mm(adj, h)
+
+
+def _class_adjacency(cur: Classes, prev: Classes, src: torch.Tensor, dst: torch.Tensor, eps: float,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """``(U_cur, U_prev)`` CSR matrix of one GIN aggregation on class representatives: row ``u`` holds
+    ``1 + eps`` at the class of ``u``'s representative and, for each of its in-neighbours, 1 at the
+    neighbour's class (summed), so that ``adj @ h_prev`` is ``(1 + eps) h_u + sum_j h_j``."""
+    n = cur.label.numel()
+    is_rep = torch.zeros(n, dtype=torch.bool, device=src.device)
+    is_rep[cur.rep] = True
+    into = is_rep.index_select(0, dst).nonzero().squeeze(1)  # the edges into representatives
+    Uc, Up = cur.n_classes, prev.n_classes
+    keys = torch.cat([cur.label.index_select(0, dst.index_select(0, into)) * Up
+                      + prev.label.index_select(0, src.index_select(0, into)),
+                      torch.arange(Uc, device=src.device) * Up + prev.label.index_select(0, cur.rep)])
+    weights = torch.cat([torch.ones(into.numel(), dtype=dtype, device=src.device),
+                         torch.full((Uc,), 1.0 + eps, dtype=dtype, device=src.device)])
+    uniq, inv = torch.unique(keys, return_inverse=True)
+    values = torch.zeros(uniq.numel(), dtype=dtype, device=src.device).index_add_(0, inv, weights)
+    return _csr(uniq // Up, uniq % Up, values, Uc, Up)
 
 
 class FlatMLPExtractor(BaseFeaturesExtractor):

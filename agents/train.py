@@ -54,10 +54,29 @@ def make_vec_env(env_id: str, env_kwargs: dict[str, Any], seed: int, n_envs: int
     return DummyVecEnv(fns)
 
 
+def _worker_pids(venv: VecEnv) -> list[int]:
+    """Process ids of a ``SubprocVecEnv``'s workers (through VecEnv wrappers); none for other vec envs."""
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    return [p.pid for p in getattr(venv, "processes", []) if p.pid is not None]
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + sys) of a live process, from ``/proc`` (0 where that is not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class ThroughputCallback(BaseCallback):
     """Measures training throughput: env steps per second of wall time over ``learn()`` (rollouts,
-    updates and callbacks together), logged as ``time/env_steps_per_s``. With ``update_threads``
-    the PPO update runs with that many torch threads and the rollouts with ``rollout_threads``."""
+    updates and callbacks together), logged as ``time/env_steps_per_s``, and the CPU seconds spent
+    meanwhile by this process (all its threads) and its ``SubprocVecEnv`` workers (``cpu_s``; Linux).
+    With ``update_threads`` the PPO update runs with that many torch threads and the rollouts with
+    ``rollout_threads``."""
 
     def __init__(self, update_threads: int | None = None, rollout_threads: int | None = None):
         super().__init__()
@@ -67,9 +86,15 @@ class ThroughputCallback(BaseCallback):
         self.steps0 = 0
         self.wall_s = 0.0
         self.steps = 0
+        self.cpu0 = 0.0
+        self.cpu_s = 0.0
+
+    def _cpu(self) -> float:
+        return time.process_time() + sum(_process_cpu_s(p) for p in _worker_pids(self.training_env))
 
     def _on_training_start(self) -> None:
         self.t0 = time.perf_counter()
+        self.cpu0 = self._cpu()
         self.steps0 = int(self.model.num_timesteps)
 
     def _on_rollout_start(self) -> None:
@@ -92,12 +117,18 @@ class ThroughputCallback(BaseCallback):
 
     def _measure(self) -> None:
         self.wall_s = time.perf_counter() - self.t0
+        self.cpu_s = self._cpu() - self.cpu0
         self.steps = int(self.model.num_timesteps) - self.steps0
 
     @property
     def steps_per_s(self) -> float:
         """Env steps per second of wall time (0 before any step)."""
         return self.steps / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def steps_per_cpu_s(self) -> float:
+        """Env steps per CPU-second of this process and its env workers (0 before any step)."""
+        return self.steps / self.cpu_s if self.cpu_s > 0 else 0.0
 
 
 class MetricsEvalCallback(MaskableEvalCallback):
@@ -243,8 +274,9 @@ def train(
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar,
                     reset_num_timesteps=last is None, tb_log_name=name)
         print(f"throughput: {throughput.steps_per_s:.1f} env steps/s ({throughput.steps} steps in "
-              f"{throughput.wall_s:.1f} s of learn() wall time; n_envs={n_envs}, vec_env={vec_env}, "
-              f"update_threads={update_threads or torch.get_num_threads()})")
+              f"{throughput.wall_s:.1f} s of learn() wall time; {throughput.steps_per_cpu_s:.1f} steps per "
+              f"CPU-second: {throughput.cpu_s:.1f} CPU-s of this process and its env workers; n_envs={n_envs}, "
+              f"vec_env={vec_env}, update_threads={update_threads or torch.get_num_threads()})")
     model.save(out / "final_model.zip")
     ckpt_env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("generator", "instance")}
     meta = {"name": name, "timesteps": int(model.num_timesteps), "seed": seed}
@@ -261,6 +293,7 @@ def train(
         "policy": str(out / "policy.pt"),
         "env_steps_per_s": throughput.steps_per_s,
         "learn_wall_s": throughput.wall_s,
+        "learn_cpu_s": throughput.cpu_s,
     }
 
 

@@ -3,14 +3,16 @@
     python scripts/bench_training.py                          # VM S, job-shop 10x10, GPU DAG, 2048 steps
     python scripts/bench_training.py --envs vmsched --steps 4096 --n-envs 2 --vec-env subproc
     python scripts/bench_training.py --envs vmsched --padded  # the GNN over the whole padded batch
+    python scripts/bench_training.py --envs vmsched --no-dedup  # PPO updates without the dedup shortcut
 
 Each row trains ``agent=ppo_gnn`` (``conf/agent/ppo_gnn.yaml``: n_steps 1024, batch 256, 4 epochs) on
 the env's default training config (``conf/env/<env>.yaml``'s ``train`` section: VMReschedule-v0 on
 fresh S snapshots, JobShop-v0 on random 10x10, GPUDag-v0 on 30-task Topcuoglu DAGs) for ``--steps``
 env steps, without evaluation, checkpoints or loggers, and reports the throughput that
 ``scripts/train.py`` prints (env steps per second of ``learn()`` wall time: rollouts and PPO updates
-together), plus the CPU seconds of this process and its workers over the same run. Wall times on
-a shared machine are noisy; the CPU time shows how much work a step costs.
+together), plus the CPU seconds that this process (all threads) and its env workers spent during
+``learn()`` and the env steps per CPU-second (both printed by ``train()`` too). Wall times on a shared machine are noisy; the CPU time shows how much work a step costs
+(on ``c`` idle cores the wall-clock rate is at most ``c`` times the per-CPU-second rate).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _train_config(env: str) -> Any:
 
 
 def bench_row(env: str, steps: int, n_envs: int = 1, vec_env: str = "dummy", update_threads: int | None = None,
-              padded: bool = False, seed: int = 0) -> dict[str, Any]:
+              padded: bool = False, seed: int = 0, dedup: bool = True) -> dict[str, Any]:
     """Train PPO+GNN on ``env``'s default training config for ``steps`` env steps; the throughput row."""
     import hydra
     from omegaconf import OmegaConf
@@ -52,6 +54,7 @@ def bench_row(env: str, steps: int, n_envs: int = 1, vec_env: str = "dummy", upd
     policy_kwargs = OmegaConf.to_container(agent.policy_kwargs, resolve=True)
     policy_kwargs["features_extractor_class"] = hydra.utils.get_class(policy_kwargs["features_extractor_class"])
     policy_kwargs["features_extractor_kwargs"]["compact"] = not padded
+    policy_kwargs["dedup"] = dedup and not padded
     with tempfile.TemporaryDirectory() as out:
         cpu0 = time.perf_counter(), _cpu_s()
         summary = train(
@@ -62,8 +65,9 @@ def bench_row(env: str, steps: int, n_envs: int = 1, vec_env: str = "dummy", upd
             name=f"bench-{env}")
         cpu = _cpu_s() - cpu0[1]
     return {"env": env, "n_envs": n_envs, "vec_env": vec_env, "update_threads": update_threads or 1,
-            "extractor": "padded" if padded else "compact", "steps": summary["timesteps"],
-            "learn_wall_s": summary["learn_wall_s"], "steps_per_s": summary["env_steps_per_s"], "cpu_s": cpu}
+            "extractor": "padded" if padded else ("dedup" if dedup else "compact"), "steps": summary["timesteps"],
+            "learn_wall_s": summary["learn_wall_s"], "steps_per_s": summary["env_steps_per_s"],
+            "cpu_s": summary["learn_cpu_s"], "train_cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"))
     ap.add_argument("--update-threads", type=int, default=None, help="torch threads of the PPO update")
     ap.add_argument("--padded", action="store_true", help="run the GNN over the padded batch (compact=False)")
+    ap.add_argument("--no-dedup", action="store_true", help="PPO updates without the policy's dedup shortcut")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -83,13 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     bad = [e for e in envs if e not in ENVS]
     if bad:
         ap.error(f"unknown env(s) {bad}; choose from {ENVS}")
-    rows = [bench_row(e, args.steps, args.n_envs, args.vec_env, args.update_threads, args.padded) for e in envs]
+    rows = [bench_row(e, args.steps, args.n_envs, args.vec_env, args.update_threads, args.padded,
+                      dedup=not args.no_dedup) for e in envs]
     head = f"{'env':8s} {'n_envs':>6s} {'vec_env':>8s} {'upd_thr':>7s} {'extractor':>9s} {'steps':>6s} " \
-           f"{'wall_s':>7s} {'steps/s':>8s} {'cpu_s':>7s}"
+           f"{'wall_s':>7s} {'steps/s':>8s} {'cpu_s':>7s} {'steps/cpu_s':>11s}"
     print(head)
     for r in rows:
         print(f"{r['env']:8s} {r['n_envs']:6d} {r['vec_env']:>8s} {r['update_threads']:7d} {r['extractor']:>9s} "
-              f"{r['steps']:6d} {r['learn_wall_s']:7.1f} {r['steps_per_s']:8.1f} {r['cpu_s']:7.1f}")
+              f"{r['steps']:6d} {r['learn_wall_s']:7.1f} {r['steps_per_s']:8.1f} {r['cpu_s']:7.1f} "
+              f"{r['steps'] / r['cpu_s']:11.1f}")
+    print("wall_s, steps/s: learn() wall time and env steps per wall second (what train.py prints); cpu_s: CPU "
+          "seconds (user + sys) of this process and its env workers during learn(); steps/cpu_s: steps / cpu_s")
 
 
 if __name__ == "__main__":
