@@ -77,12 +77,22 @@ class PointerHeads(nn.Module):
         d = self.per_action_dim
         gz = F.linear(g, first.weight[:, d:], first.bias)  # (B, h)
         zero = scorer(rest(gz))  # (B, 1)
-        # W_a a_i = sum over parts p of W_p table[index[i, p]]: each distinct row projected once
+        # W_a a_i = sum over parts p of W_p table[index[i, p]]: each distinct row projected once;
+        # actions of one graph with the same rows share a logit: the MLP runs once per such group
+        T, P = enc.table.shape[0], enc.index.shape[1]
+        key = enc.valid // A
+        for p in range(P):
+            key = key * T + enc.index[:, p]
+        uniq, inv = torch.unique(key, return_inverse=True)
         w = enc.table.shape[1]
-        pre = gz.index_select(0, enc.valid // A)
-        for p in range(enc.index.shape[1]):
-            pre = pre + F.linear(enc.table, first.weight[:, p * w:(p + 1) * w]).index_select(0, enc.index[:, p])
-        rows = scorer(rest(pre)).reshape(-1)
+        parts = []
+        for _ in range(P):
+            parts.append(uniq % T)
+            uniq = uniq // T
+        pre = gz.index_select(0, uniq)  # uniq now holds the graph of each group
+        for p, idx in enumerate(reversed(parts)):
+            pre = pre + F.linear(enc.table, first.weight[:, p * w:(p + 1) * w]).index_select(0, idx)
+        rows = scorer(rest(pre)).reshape(-1).index_select(0, inv)
         return zero.expand(B, A).reshape(-1).index_copy(0, enc.valid, rows).reshape(B, A)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
