@@ -34,7 +34,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from schedgym.agents.graph_dedup import Classes, RefinementError, refine
+from schedgym.agents.graph_dedup import Classes, FewDuplicates, RefinementError, refine
 
 GNN_KINDS = ("gin", "gat", "sage")
 
@@ -264,12 +264,14 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         With ``dedup`` (GIN without edge features, ``compact``, a fixed ``eps``, and this class's own
         ``forward``), each GIN layer runs once per class of nodes that it necessarily embeds alike
         (:mod:`schedgym.agents.graph_dedup`): the same function, on a fraction of the rows. Otherwise,
-        or if the class refinement reports a hash collision, the rows come from :meth:`forward`.
+        if the class refinement reports a hash collision, or if a round leaves more than
+        ``dedup_max_fraction`` of the nodes in classes of their own (few duplicates: job-shop and
+        GPU-DAG batches; VM states have about 1 class per 10 nodes), the rows come from :meth:`forward`.
         """
         if dedup and self._can_dedup():
             try:
                 return self._encode_dedup(obs)
-            except RefinementError:
+            except (RefinementError, FewDuplicates):
                 pass
         features = self(obs)
         B = features.shape[0]
@@ -279,6 +281,9 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         rows = features[:, : A * per_action].reshape(B * A, per_action)[valid]
         index = torch.arange(valid.numel(), device=features.device).unsqueeze(1)
         return ActionEncoding(features[:, A * per_action:], valid, A, rows, index)
+
+    #: the class refinement gives up once a round has more classes than this fraction of the nodes
+    dedup_max_fraction = 0.5
 
     def _can_dedup(self) -> bool:
         return (self.compact and self.gnn_kind == "gin" and not self.use_edge_attr
@@ -303,7 +308,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
             src, dst = torch.cat([src, dst]), torch.cat([dst, src])
         convs = self.gnn.convs
         with torch.no_grad():
-            classes = refine(xc, src, dst, len(convs))
+            classes = refine(xc, src, dst, len(convs), max_classes=int(self.dedup_max_fraction * (R + 1)))
         graph = keep // N
         counts = torch.bincount(graph, minlength=B).clamp(min=1).unsqueeze(1).to(x.dtype)
         valid = obs["action_mask"].reshape(-1).nonzero().squeeze(1)

@@ -38,6 +38,10 @@ class RefinementError(RuntimeError):
     """The two hash keys of a round disagree (a collision) or a node has too many incoming edges."""
 
 
+class FewDuplicates(RuntimeError):
+    """A round has more classes than the caller's ``max_classes``: deduplication would not pay."""
+
+
 @dataclass(frozen=True)
 class Classes:
     """One round's classes: ``label[i]`` in ``0 .. n_classes - 1`` for node ``i`` and ``rep[c]``, the
@@ -115,11 +119,16 @@ def next_classes(prev: Classes, src: torch.Tensor, dst: torch.Tensor) -> Classes
     return cls
 
 
-def refine(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, rounds: int) -> list[Classes]:
+def refine(x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, rounds: int,
+           max_classes: int | None = None) -> list[Classes]:
     """Classes of rounds ``0 .. rounds`` of the graph with node features ``x`` (n, F) and directed
     edges ``src -> dst`` (messages flow from ``src`` to ``dst``). Raises :class:`RefinementError`
-    on a detected hash collision."""
+    on a detected hash collision, and :class:`FewDuplicates` as soon as a round has more than
+    ``max_classes`` classes (later rounds only split classes further)."""
     out = [feature_classes(x)]
-    for _ in range(rounds):
-        out.append(next_classes(out[-1], src, dst))
+    for k in range(rounds + 1):
+        if max_classes is not None and out[-1].n_classes > max_classes:
+            raise FewDuplicates(f"round {k}: {out[-1].n_classes} classes of {x.shape[0]} nodes")
+        if k < rounds:
+            out.append(next_classes(out[-1], src, dst))
     return out

@@ -189,3 +189,17 @@ def test_small_batches_take_the_plain_path() -> None:
         ref = pol.get_distribution(t, action_masks=masks).distribution.logits
         pol.dedup = False
         assert torch.equal(pol.get_distribution(t, action_masks=masks).distribution.logits, ref)
+
+
+def test_batches_with_few_duplicates_take_the_plain_rows() -> None:
+    """Distinct random features: the refinement gives up (FewDuplicates) and encode() returns the
+    rows of forward(), one table row per valid action."""
+    ex = _extractor(False)
+    rng = np.random.default_rng(5)
+    batch = _repetitive_batch(rng, 6, pair=False)
+    batch["x"] = torch.randn(batch["x"].shape, generator=torch.Generator().manual_seed(0)) * batch["node_mask"][..., None]
+    with pytest.raises(graph_dedup.FewDuplicates):
+        graph_dedup.refine(batch["x"].reshape(-1, F), torch.tensor([0]), torch.tensor([1]), 3, max_classes=10)
+    enc = ex.encode(batch)
+    assert enc.table.shape[0] == enc.valid.numel()
+    torch.testing.assert_close(enc.dense(), ex(batch))
