@@ -21,7 +21,7 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 
 import schedgym  # noqa: F401  (registers the env ids)
 from schedgym.agents.checkpoint import save_policy
@@ -40,6 +40,36 @@ def make_env_fn(env_id: str, env_kwargs: dict[str, Any], seed: int, rank: int) -
 VEC_ENVS = ("dummy", "subproc")
 
 
+class ObsActionMasks(VecEnvWrapper):
+    """Answers ``env_method("action_masks")`` (MaskablePPO asks before every step) from the
+    ``action_mask`` of the observations that the last ``reset``/``step`` returned, instead of a round
+    trip to every ``SubprocVecEnv`` worker. By the observation contract (DESIGN.md section 2) the two
+    are the same mask; after an automatic reset the observation is the new episode's, as is the
+    env's state. Other methods, and envs whose observations lack ``action_mask``, pass through."""
+
+    def __init__(self, venv: VecEnv):
+        super().__init__(venv)
+        self._masks: np.ndarray | None = None
+
+    def _keep(self, obs: Any) -> None:
+        self._masks = obs["action_mask"].astype(bool) if isinstance(obs, dict) and "action_mask" in obs else None
+
+    def reset(self):
+        obs = self.venv.reset()
+        self._keep(obs)
+        return obs
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self._keep(obs)
+        return obs, rewards, dones, infos
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        if method_name == "action_masks" and self._masks is not None and not method_args and not method_kwargs:
+            return list(self._masks[list(self._get_indices(indices))])
+        return self.venv.env_method(method_name, *method_args, indices=indices, **method_kwargs)
+
+
 def make_vec_env(env_id: str, env_kwargs: dict[str, Any], seed: int, n_envs: int, vec_env: str = "dummy") -> VecEnv:
     """``n_envs`` copies of the env (seeds ``seed .. seed + n_envs - 1``): ``"dummy"`` steps them in
     this process, ``"subproc"`` in one worker process each (SB3's ``SubprocVecEnv``), so that env
@@ -50,7 +80,7 @@ def make_vec_env(env_id: str, env_kwargs: dict[str, Any], seed: int, n_envs: int
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     fns = [make_env_fn(env_id, env_kwargs, seed, i) for i in range(n_envs)]
     if vec_env == "subproc":
-        return SubprocVecEnv(fns, start_method="forkserver")
+        return ObsActionMasks(SubprocVecEnv(fns, start_method="forkserver"))
     return DummyVecEnv(fns)
 
 
