@@ -21,6 +21,11 @@ is one CSR sparse-dense product, and the last linear layer runs on the gathered 
 the pooled mean only (it is affine, so it commutes with the mean). These are exact rearrangements:
 the outputs equal the padded computation's (``compact=False``) up to float rounding.
 
+:meth:`PaddedGraphExtractor.encode` returns the same features for the valid actions only, without
+the dense layout, and (GIN) runs each layer once per class of nodes that it necessarily embeds alike
+(:mod:`schedgym.agents.graph_dedup`); the policy's ``dedup`` option uses it in MaskablePPO's updates.
+:meth:`forward` itself is unchanged by it.
+
 :class:`FlatMLPExtractor` is the simple baseline: an MLP over the flattened node features.
 """
 

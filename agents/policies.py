@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from sb3_contrib.common.maskable.distributions import MaskableDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
@@ -156,14 +158,14 @@ class GraphPointerPolicy(MaskableActorCriticPolicy):
     #: refinement costs more than it saves (VM S, measured: equal at 8 graphs, 15 % less at 16)
     dedup_min_batch = 8
 
-    def _encoded(self, obs) -> bool:
+    def _encoded(self, obs: dict[str, torch.Tensor]) -> bool:
         return (self.dedup and self.share_features_extractor and isinstance(self.mlp_extractor, PointerHeads)
                 and obs["x"].shape[0] >= self.dedup_min_batch)
 
-    def _encode(self, obs) -> ActionEncoding:
+    def _encode(self, obs: dict[str, torch.Tensor]) -> ActionEncoding:
         return self.features_extractor.encode(preprocess_obs(obs, self.observation_space, self.normalize_images))
 
-    def _distribution(self, enc: ActionEncoding, action_masks):
+    def _distribution(self, enc: ActionEncoding, action_masks: np.ndarray | None) -> MaskableDistribution:
         logits = self.mlp_extractor.encoded_logits(enc, self.action_net.linear)
         distribution = self.action_dist.proba_distribution(action_logits=logits)
         if action_masks is not None:
@@ -173,7 +175,8 @@ class GraphPointerPolicy(MaskableActorCriticPolicy):
     def _value(self, enc: ActionEncoding) -> torch.Tensor:
         return self.value_net(self.mlp_extractor.critic(enc.graph))
 
-    def forward(self, obs, deterministic: bool = False, action_masks=None):
+    def forward(self, obs: dict[str, torch.Tensor], deterministic: bool = False,
+                action_masks: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self._encoded(obs):
             return super().forward(obs, deterministic=deterministic, action_masks=action_masks)
         enc = self._encode(obs)
@@ -182,19 +185,21 @@ class GraphPointerPolicy(MaskableActorCriticPolicy):
         log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *self.action_space.shape)), self._value(enc), log_prob
 
-    def evaluate_actions(self, obs, actions: torch.Tensor, action_masks=None):
+    def evaluate_actions(self, obs: dict[str, torch.Tensor], actions: torch.Tensor,
+                         action_masks: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self._encoded(obs):
             return super().evaluate_actions(obs, actions, action_masks=action_masks)
         enc = self._encode(obs)
         distribution = self._distribution(enc, action_masks)
         return self._value(enc), distribution.log_prob(actions), distribution.entropy()
 
-    def get_distribution(self, obs, action_masks=None):
+    def get_distribution(self, obs: dict[str, torch.Tensor],
+                         action_masks: np.ndarray | None = None) -> MaskableDistribution:
         if not self._encoded(obs):
             return super().get_distribution(obs, action_masks=action_masks)
         return self._distribution(self._encode(obs), action_masks)
 
-    def predict_values(self, obs) -> torch.Tensor:
+    def predict_values(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         if not self._encoded(obs):
             return super().predict_values(obs)
         return self._value(self._encode(obs))
