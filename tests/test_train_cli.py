@@ -153,7 +153,7 @@ def test_resume_skips_a_checkpoint_zip_without_its_data(tmp_path):
 
 @pytest.mark.parametrize("experiment,metric,objective_mode", [
     ("sls_gpudag", "eval/geomean_slr", "task"),
-    ("sls_gpudag_online", "eval/mean_jct", "dispatch"),
+    ("sls_gpudag_online", "eval/mean_jct", "dispatch_la"),
 ])
 def test_gpudag_recipes_train_and_select(experiment, metric, objective_mode, tmp_path):
     """The GPU-DAG recipes, shrunk: self-labeling in their action mode, held-out evaluation (the static

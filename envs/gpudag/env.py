@@ -53,7 +53,7 @@ Dispatch mode in which the env waits for a busy device when that pays: the candi
 device counted from when it frees: ``max(now, busy_until, data arrival) + time``) is reached on an
 idle device (:meth:`GPUDagState.no_regret_mask`); the chosen task runs there, and while no ready task
 is no-regret the env advances to the next event inside the step (its time counts in the step's
-reward). On the dag_online workloads this alone lowers every rule's mean JCT by 10-35 %
+reward). On the dag_online workloads this alone lowers every rule's mean JCT by 9-35 %
 (``dag_<rule>_la``, :mod:`schedgym.baselines.dag_online`). Node features (18): those of dispatch mode
 plus 16. devices held by the task's job (its running tasks) / devices; 17. the job's remaining
 critical path (largest upward rank among its unassigned tasks) / time_scale.
