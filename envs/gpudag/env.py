@@ -223,8 +223,9 @@ class GPUDagEnv(SchedEnv):
     @property
     def objective_metric(self) -> str:
         """The ``info["metrics"]`` key of the current episode's objective: ``mean_jct`` (reward jct, or
-        auto with several jobs) or ``makespan``; solvers that rank episodes (best of k) use it."""
-        return "mean_jct" if self._objective == "jct" else "makespan"
+        auto with several jobs) or ``makespan``; solvers that rank episodes (best of k) use it. Before
+        the first reset: from ``reward`` alone (``auto`` counts as makespan)."""
+        return "mean_jct" if getattr(self, "_objective", self.reward_type) == "jct" else "makespan"
 
     def _objective_name(self, inst: GPUDagInstance) -> str:
         if self.reward_type == "auto":
