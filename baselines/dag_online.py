@@ -17,6 +17,8 @@ dag_sjf       shortest job first by critical path: the job whose remaining criti
               largest upward rank among its unassigned tasks, mean times) is smallest
 dag_fair      fair share: the job holding the fewest devices now (running tasks), then arrival
 dag_rank      no job rule: the candidate task of highest upward rank overall (online HEFT-like)
+dag_srpt      shortest remaining processing time: the job with the least remaining work (sum of the
+              mean times of its unassigned tasks), then the lowest job index
 ============  ===================================================================================
 """
 
@@ -29,14 +31,14 @@ import numpy as np
 from schedgym.envs.core.errors import UnknownNameError
 from schedgym.envs.gpudag.ranks import upward_rank
 
-RULES = ("fifo", "sjf", "fair", "rank")
+RULES = ("fifo", "sjf", "fair", "rank", "srpt")
 
 
 class DagDispatchPolicy:
     """A job-level dispatching rule (see the module docstring) as a step-wise policy.
 
     Args:
-        rule: ``fifo``, ``sjf``, ``fair`` or ``rank``.
+        rule: ``fifo``, ``sjf``, ``fair``, ``rank`` or ``srpt``.
         name: display name (default ``dag_<rule>``, ``dag_<rule>_la`` with ``lookahead``).
         lookahead: wait for a busy device where the task would finish earlier (module docstring).
     """
@@ -78,6 +80,10 @@ class DagDispatchPolicy:
             unassigned = st.device < 0
             rem = np.zeros(inst.n_jobs)
             np.maximum.at(rem, inst.task_job[unassigned], self.rank[unassigned])
+            key = rem[jobs]
+        elif self.rule == "srpt":
+            unassigned = st.device < 0
+            rem = np.bincount(inst.task_job[unassigned], weights=inst.mean_time[unassigned], minlength=inst.n_jobs)
             key = rem[jobs]
         else:  # fair share
             running = (st.device >= 0) & (st.end > st.now)
