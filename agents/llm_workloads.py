@@ -4,6 +4,8 @@
 a template (trace, cluster, SLOs, scheduler) at a request rate drawn from ``rates`` (requests/s) with
 a seed drawn in ``[min_seed, max_seed)``, by default 2 to 999: the evaluation sets use seed 0 and the
 held-out selection workloads seeds 1000 and up, so training overlaps neither.
+:class:`LLMWorkloadMix` draws one of several such mixtures per episode (e.g. single-class and mixed-class
+workloads, each at rates around its own capacity knee).
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ class LLMLoadMixture:
         rate = self.rates[int(rng.integers(len(self.rates)))]
         seed = int(rng.integers(self.min_seed, self.max_seed))
         return f"{self.template}:rate={rate:g}:n={self.n}:seed={seed}"
+
+    def __call__(self, rng: np.random.Generator) -> LLMServeInstance:
+        return build_workload(self.name(rng))
+
+
+class LLMWorkloadMix:
+    """A workload per call from one of ``components`` (each an :class:`LLMLoadMixture`), drawn uniformly.
+
+    Args:
+        components: the mixtures to draw from, e.g. a single-class and a mixed-class template, each with
+            rates (requests/s) at multiples of its own capacity knee.
+    """
+
+    def __init__(self, components: Sequence[LLMLoadMixture]):
+        components = list(components)
+        if not components or not all(isinstance(c, LLMLoadMixture) for c in components):
+            raise ValueError("LLMWorkloadMix: components must list at least one LLMLoadMixture "
+                             "(_target_: schedgym.agents.llm_workloads.LLMLoadMixture)")
+        self.components = components
+
+    def name(self, rng: np.random.Generator) -> str:
+        """The next workload's name (draws a component, then its rate and seed, from ``rng``)."""
+        return self.components[int(rng.integers(len(self.components)))].name(rng)
 
     def __call__(self, rng: np.random.Generator) -> LLMServeInstance:
         return build_workload(self.name(rng))
