@@ -25,32 +25,43 @@ def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, level: 
     return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+def table_primary_metrics(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """The metric each (domain, instance set) table ranks by: the domain's primary metric for the
+    set's instances (:meth:`Domain.primary_for`; GPU DAG: mean JCT for online workloads)."""
+    names: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        names.setdefault((r["domain"], r["instance_set"]), set()).add(str(r["instance"]))
+    return {key: get_domain(key[0]).primary_for(sorted(inst)) for key, inst in names.items()}
+
+
 def aggregate(rows: list[dict[str, Any]], n_boot: int = 2000) -> list[dict[str, Any]]:
     """One record per (domain, instance_set, policy, metric) of the computed rows.
 
     Keys: domain, instance_set, policy, source ("run"), metric, mean, ci_low, ci_high, episodes,
-    failed, wall_time_s_per_episode, rank (by the domain's primary metric, 1 = best; equal means
+    failed, wall_time_s_per_episode, rank (by the table's primary metric, ``rank_metric``: the domain's
+    primary metric for the set's instances, :func:`table_primary_metrics`; 1 = best; equal means
     share a rank; None when no episode of the policy succeeded).
     """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["domain"], r["instance_set"], r["policy"]), []).append(r)
     out: list[dict[str, Any]] = []
+    primary = table_primary_metrics(rows)
     for (dom_name, iset, policy), rs in sorted(groups.items()):
         domain = get_domain(dom_name)
         ok = [r for r in rs if r["status"] not in ("failed", "invalid", "none") and r["metrics"]]
-        metrics = list(dict.fromkeys([domain.primary_metric, *domain.table_metrics]))
+        metrics = list(dict.fromkeys([primary[(dom_name, iset)], *domain.table_metrics]))
         wall = float(np.mean([r["wall_time_s"] for r in rs])) if rs else math.nan
         for m in metrics:
             mean, lo, hi = bootstrap_ci([float(r["metrics"].get(m, math.nan)) for r in ok], n_boot=n_boot)
             out.append({"domain": dom_name, "instance_set": iset, "policy": policy, "source": "run", "metric": m,
                         "mean": mean, "ci_low": lo, "ci_high": hi, "episodes": len(rs),
                         "failed": len(rs) - len(ok), "wall_time_s_per_episode": wall, "rank": None,
-                        "citation": "", "note": ""})
+                        "rank_metric": primary[(dom_name, iset)], "citation": "", "note": ""})
     # ranks per (domain, set) on the primary metric, among computed rows only
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rec in out:
-        if rec["metric"] == get_domain(rec["domain"]).primary_metric:
+        if rec["metric"] == primary[(rec["domain"], rec["instance_set"])]:
             by_table.setdefault((rec["domain"], rec["instance_set"]), []).append(rec)
     for (dom_name, _), recs in by_table.items():
         lower = get_domain(dom_name).lower_is_better
@@ -75,7 +86,8 @@ def with_published(records: list[dict[str, Any]], published: list[dict[str, Any]
             extra.append({"domain": p["domain"], "instance_set": p["instance_set"], "policy": p["policy"],
                           "source": "reported, not run", "metric": p["metric"], "mean": p["value"],
                           "ci_low": math.nan, "ci_high": math.nan, "episodes": 0, "failed": 0,
-                          "wall_time_s_per_episode": math.nan, "rank": None, "citation": p["citation"],
+                          "wall_time_s_per_episode": math.nan, "rank": None, "rank_metric": "",
+                          "citation": p["citation"],
                           "note": p.get("note", "")})
     return records + extra
 
@@ -96,12 +108,13 @@ def to_markdown(records: list[dict[str, Any]], title: str = "Leaderboard") -> st
         tables.setdefault((r["domain"], r["instance_set"]), []).append(r)
     for (dom_name, iset), recs in sorted(tables.items()):
         domain = get_domain(dom_name)
-        metrics = list(dict.fromkeys([domain.primary_metric, *domain.table_metrics]))
+        primary = next((r["rank_metric"] for r in recs if r.get("rank_metric")), domain.primary_metric)
+        metrics = list(dict.fromkeys([primary, *domain.table_metrics]))
         policies: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for r in recs:
             policies.setdefault((r["policy"], r["source"]), {})[r["metric"]] = r
         arrow = "lower is better" if domain.lower_is_better else "higher is better"
-        lines += [f"## {dom_name} / {iset}", "", f"Primary metric: `{domain.primary_metric}` ({arrow}); "
+        lines += [f"## {dom_name} / {iset}", "", f"Primary metric: `{primary}` ({arrow}); "
                   "mean [95 % bootstrap CI] over instances and seeds.", ""]
         header = ["rank", "policy", *metrics, "episodes", "failed", "wall s/episode", "source"]
         lines.append("| " + " | ".join(header) + " |")

@@ -327,6 +327,27 @@ def test_equal_means_share_a_rank():
     assert ranks == {"b": 1, "a": 2, "c": 2, "d": 4, "e": None}
 
 
+def test_online_gpudag_tables_rank_by_mean_jct_and_static_ones_by_slr():
+    """A GPU-DAG table of online workloads (several jobs) ranks by mean JCT, what the env and best of
+    k optimise there, not by the static DAGs' SLR; the markdown names the metric it ranks by."""
+    online, static = "online-topcuoglu-v10-ccr1-a1-b0.5-j4-load0.7-s0", "topcuoglu-v20-ccr1-a1-b0.5-s0"
+
+    def row(iset, instance, policy, slr, jct):
+        return {"domain": "gpudag", "instance_set": iset, "policy": policy, "instance": instance, "status": "ok",
+                "metrics": {"slr": slr, "mean_jct": jct, "makespan": 10.0, "speedup": 1.0}, "wall_time_s": 0.1}
+
+    # "a" has the better SLR, "b" the better mean JCT on both sets
+    rows = [row("on", online, "a", 1.0, 50.0), row("on", online, "b", 2.0, 40.0),
+            row("st", static, "a", 1.0, 50.0), row("st", static, "b", 2.0, 40.0)]
+    recs = aggregate(rows, n_boot=50)
+    ranks = {(r["instance_set"], r["policy"]): r["rank"] for r in recs if r["metric"] == r["rank_metric"]}
+    assert ranks == {("on", "a"): 2, ("on", "b"): 1, ("st", "a"): 1, ("st", "b"): 2}
+    assert {r["rank_metric"] for r in recs if r["instance_set"] == "on"} == {"mean_jct"}
+    md = to_markdown(recs)
+    assert "## gpudag / on\n\nPrimary metric: `mean_jct`" in md and "## gpudag / st\n\nPrimary metric: `slr`" in md
+    assert get_domain("gpudag").primary_for([online, static]) == "slr"  # a mixed set keeps the domain's
+
+
 def test_published_rows_sit_beside_but_never_inside_the_aggregates(lbconf, table_run):
     out, _ = table_run
     all_csv = read_csv(out / "leaderboard.csv")

@@ -8,7 +8,7 @@ through it, so a new domain plugs in by adding a line to :data:`DOMAINS`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ class Domain:
             the run's env settings that change the problem itself (VM rescheduling: ``mnl``, the
             migration limit) written into it, so that solvers (which only see the instance), the env,
             the validator and the metrics all read one value; None when no env setting does.
+        primary_metric_of: ``primary_metric_of(instance_name) -> metric`` where the metric a table
+            sorts by depends on the instance (GPU DAG: ``mean_jct`` for online workloads, ``slr``
+            for static DAGs), in the direction of ``lower_is_better``; None: ``primary_metric``
+            everywhere. Use :meth:`primary_for`.
     """
 
     name: str
@@ -57,6 +61,15 @@ class Domain:
     objective: str = ""
     render_solution: Callable[[Any, Any], Any] | None = None
     with_env_overrides: Callable[[Any, dict[str, Any]], Any] | None = None
+    primary_metric_of: Callable[[str], str] | None = None
+
+    def primary_for(self, instances: Iterable[str]) -> str:
+        """The metric a table of ``instances`` sorts by: their common :attr:`primary_metric_of`, or
+        :attr:`primary_metric` when there is no such hook or the instances disagree."""
+        if self.primary_metric_of is None:
+            return self.primary_metric
+        found = {self.primary_metric_of(str(name)) for name in instances}
+        return found.pop() if len(found) == 1 else self.primary_metric
 
 
 #: Domain name -> "module:attribute" of its :class:`Domain` (imported lazily).

@@ -27,6 +27,12 @@ def make_env(instance: GPUDagInstance, **env_kwargs: Any) -> gym.Env:
     return gym.make(ENV_ID, instance=instance, **env_kwargs)
 
 
+def primary_metric_of(name: str) -> str:
+    """``mean_jct`` for a workload of several jobs (online arrivals: what the env's ``auto`` reward
+    and best-of-k sampling optimise), ``slr`` for one DAG."""
+    return "mean_jct" if load_instance(name).n_jobs > 1 else "slr"
+
+
 def render_solution(instance, solution) -> np.ndarray:
     """Gantt chart (one row per device) of a complete schedule."""
     from schedgym.envs.gpudag.viewer import gantt_rgb
@@ -48,4 +54,5 @@ DOMAIN = Domain(
     table_metrics=("makespan", "slr", "speedup", "mean_jct"),
     objective="makespan",
     render_solution=render_solution,
+    primary_metric_of=primary_metric_of,
 )

@@ -94,7 +94,7 @@ def _app(cfg: DictConfig) -> None:
     md = to_markdown(records, title=f"schedgym leaderboard: suite {suite_cfg['name']}")
     (out / "leaderboard.md").write_text(md + "\n")
     cols = ["domain", "instance_set", "policy", "source", "metric", "mean", "ci_low", "ci_high", "episodes", "failed",
-            "wall_time_s_per_episode", "rank", "citation", "note"]
+            "wall_time_s_per_episode", "rank", "rank_metric", "citation", "note"]
     tmp = out / ".leaderboard.csv.tmp"
     with tmp.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
