@@ -116,6 +116,8 @@ def test_recipe_trains_shrunk(tmp_path, recipe):
 
 BAR_SEEDS = (2000, 2001, 2002)  # held out: training draws seeds 2-999, selection used 1000-1001
 KNEE = 22.1  # conf/workload/azure_conv_overload.yaml (vLLM v1, 4 replicas)
+MIXED = "azure_conv:rate={rate}:n={n}:replicas=4:ttft=0.5:tpot=0.05:batch_share=0.2:scheduler=vllm_v1:seed={seed}"
+MIXED_KNEE = 17.1  # conf/workload/mixed_overload.yaml (80 % interactive, 20 % batch)
 
 
 def _episode(instance, agent, **env_kwargs) -> dict:
@@ -131,24 +133,48 @@ def _episode(instance, agent, **env_kwargs) -> dict:
     return info["metrics"]
 
 
+def _rules(scenario: str) -> dict:
+    """The rules each learned policy is compared with: name -> (factory, env kwargs, required ratio).
+
+    Single class: issue 13's bar (ratio 1) against the routing and admission baselines, and within 1 %
+    of adm_slo_tight (adm_slo at TTFT margin 0.5, the label rule; measured 0.995-1.02). Two SLO classes
+    (mixed_overload): the bar against adm_slo and adm_slo_tight; against adm_slo_classes a measured
+    check, not the bar (the shipped policies were trained on single-class workloads; measured 0.91
+    and 0.88 at 1.5x, see agents/checkpoints/README_llmserve.md)."""
+    from schedgym.baselines.llm_routing import RoutingPolicy
+
+    adm = {"mode": "routing", "admission": "agent"}
+    tight = (lambda: AdmissionPolicy("slo", ttft_margin=0.5), adm)
+    if scenario == "mixed":
+        return {"adm_slo": (lambda: AdmissionPolicy("slo"), adm, 1.0), "adm_slo_tight": (*tight, 1.0),
+                "adm_slo_classes": (lambda: AdmissionPolicy("slo", protect="tightest"),
+                                    {**adm, "queue_order": "priority"}, 0.85)}
+    rules = {"least_outstanding": (lambda: RoutingPolicy("least_outstanding"), {"mode": "routing"}, 1.0),
+             "adm_slo_tight": (*tight, 0.99)}
+    for rule in ("slo", "kv", "queue_len"):
+        rules[f"adm_{rule}"] = (lambda rule=rule: AdmissionPolicy(rule), adm, 1.0)
+    return rules
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["single", "mixed"])
 @pytest.mark.parametrize("checkpoint", ["llm_routing_gnn", "llm_queue_gnn"])
-def test_shipped_policy_goodput_at_least_best_rule(checkpoint):
-    """Issue 13's bar on held-out seeds: the shipped policy's mean goodput >= the best rule's at 1.0x,
-    1.25x and 1.5x the knee (rules: least-outstanding routing, adm_slo, adm_kv, adm_queue_len)."""
+def test_shipped_policy_goodput_at_least_best_rule(checkpoint, scenario):
+    """Issue 13's bar on held-out seeds 2000-2002 (1,000 requests): the shipped policy's mean goodput
+    against each rule's at 1.0x, 1.25x and 1.5x the knee (single class: Azure conversation, knee
+    22.1 req/s; mixed: 80 % interactive / 20 % batch, knee 17.1 req/s), at the ratio ``_rules`` sets."""
     import torch
 
     from schedgym.agents.trained import TrainedPolicy
-    from schedgym.baselines.llm_routing import RoutingPolicy
     from schedgym.envs.llmserve.domain import load
 
     torch.set_num_threads(1)
     agent = TrainedPolicy(checkpoint)
-    rules = {"least_outstanding": (lambda: RoutingPolicy("least_outstanding"), {"mode": "routing"})}
-    for rule in ("slo", "kv", "queue_len"):
-        rules[f"adm_{rule}"] = (lambda rule=rule: AdmissionPolicy(rule), {"mode": "routing", "admission": "agent"})
+    tpl, knee = (WL, KNEE) if scenario == "single" else (MIXED, MIXED_KNEE)
     for mult in (1.0, 1.25, 1.5):
-        insts = [load(WL.format(rate=round(KNEE * mult, 4), n=1000, seed=s)) for s in BAR_SEEDS]
+        insts = [load(tpl.format(rate=round(knee * mult, 4), n=1000, seed=s)) for s in BAR_SEEDS]
         learned = np.mean([_episode(i, agent, **agent.required_env_kwargs)["goodput_rps"] for i in insts])
-        best = max(np.mean([_episode(i, make(), **kw)["goodput_rps"] for i in insts]) for make, kw in rules.values())
-        assert learned >= best, f"{checkpoint} at {mult}x the knee: goodput {learned:.3f} < best rule {best:.3f}"
+        for name, (make, kw, ratio) in _rules(scenario).items():
+            rule = np.mean([_episode(i, make(), **kw)["goodput_rps"] for i in insts])
+            assert learned >= ratio * rule, (f"{checkpoint}, {scenario} at {mult}x the knee: goodput {learned:.3f} "
+                                             f"< {ratio} x {name}'s {rule:.3f}")
