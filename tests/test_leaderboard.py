@@ -764,3 +764,18 @@ def test_retrained_checkpoint_invalidates_stored_results(tmp_path):
     after = {t["policy"]: t["key"] for t in expand_suite(suite, CONF)}
     assert before["ppo_gnn"] != after["ppo_gnn"]
     assert before["spt"] == after["spt"]
+
+
+@pytest.mark.parametrize("suite", sorted(p.stem for p in (CONF / "suite").glob("*.yaml")))
+def test_every_shipped_suite_expands(suite):
+    """Every policy, checkpoint, instance set and domain binding of the shipped suites resolves (what
+    a run checks before it starts), and the learned rows point at shipped checkpoints."""
+    cfg = yaml.safe_load((CONF / "suite" / f"{suite}.yaml").read_text())
+    tasks = expand_suite(cfg, CONF)
+    assert tasks
+    for t in tasks:
+        ckpt = t["policy_cfg"].get("checkpoint")
+        if ckpt:
+            from schedgym.agents.checkpoint import resolve_checkpoint
+
+            assert resolve_checkpoint(ckpt).is_file(), (suite, t["policy"], ckpt)  # raises if missing
