@@ -41,6 +41,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from schedgym.envs.llmserve.admission_features import predicted_tpot_s
 from schedgym.envs.llmserve.predict import predict_lengths
 from schedgym.envs.llmserve.sim import ADMIT, DEFER, REJECT
 
@@ -105,14 +106,7 @@ class SLOAdmission:
         while hist and hist[0][0] < now - self.window_s:
             load -= hist.popleft()[1]
         rho = (load + own_ms) / (self.window_s * 1e3)
-        b = min(rep.n_resident + len(rep.waiting) + len(rep.swapped) + 1, rep.cap)
-        kv = ahead
-        for r in rep.running:
-            kv += proc[r]
-        for r in rep.batch:
-            kv += proc[r]
-        dec_ms = lat.base(b) + lat.seq(b) + lat.decode(b, kv)
-        tpot = math.inf if rho >= 1.0 else dec_ms * 1e-3 / (1.0 - rho)
+        tpot = predicted_tpot_s(rep, proc, ahead, rho)
         bound = inst.slo_tpot[c] if self.protect == "own" else inst.slo_tpot.min()
         if tpot > bound * self.tpot_margin:
             self._load[k] = load

@@ -24,6 +24,23 @@ from schedgym.envs.llmserve.sim import ADMIT
 RATIO_CAP = 10.0
 
 
+
+def predicted_tpot_s(rep, proc, ahead: int, rho: float) -> float:
+    """TPOT (seconds per output token) predicted for replica ``rep`` once one more request is admitted:
+    one decode iteration of its resident, waiting and swapped requests plus the new one (at most the
+    batch cap) over their KV tokens (``proc`` of the running and batched requests plus ``ahead``, the
+    prompt tokens queued with the new one), stretched by ``1 / (1 - rho)`` for ``rho``, the share of
+    time the replica spends on prefills; infinite when ``rho >= 1``. ``adm_slo`` thresholds it."""
+    lat = rep.lat
+    b = min(rep.n_resident + len(rep.waiting) + len(rep.swapped) + 1, rep.cap)
+    kv = ahead
+    for r in rep.running:
+        kv += proc[r]
+    for r in rep.batch:
+        kv += proc[r]
+    dec_ms = lat.base(b) + lat.seq(b) + lat.decode(b, kv)
+    return math.inf if rho >= 1.0 else dec_ms * 1e-3 / (1.0 - rho)
+
 class LoadTracker:
     """Per-replica recent prefill load and predicted TTFT/TPOT of a request (see the module docstring).
 
@@ -94,7 +111,6 @@ class LoadTracker:
         replica ``k`` now."""
         rep = sim.replicas[k]
         st, now = sim.st, sim.now
-        lat = rep.lat
         P, proc = st.P, st.proc
         ahead = st.prompt[rid]
         for w in rep.waiting:
@@ -102,14 +118,7 @@ class LoadTracker:
         rest = rep.t_end - now if rep.busy else 0.0
         ttft = (now - st.arrival[rid]) + rest + self.prefill_ms(rep, ahead) * 1e-3
         rho = self.prefill_share(sim, k) + self.prefill_ms(rep, st.prompt[rid]) / (self.window_s * 1e3)
-        b = min(rep.n_resident + len(rep.waiting) + len(rep.swapped) + 1, rep.cap)
-        kv = ahead
-        for r in rep.running:
-            kv += proc[r]
-        for r in rep.batch:
-            kv += proc[r]
-        dec_ms = lat.base(b) + lat.seq(b) + lat.decode(b, kv)
-        tpot = math.inf if rho >= 1.0 else dec_ms * 1e-3 / (1.0 - rho)
+        tpot = predicted_tpot_s(rep, proc, ahead, rho)
         return ttft, tpot, rho
 
     def predict_prefill_s(self, sim, rid: int, rep) -> float:
