@@ -27,7 +27,7 @@ class SkipGraphExtractor(PaddedGraphExtractor):
 
     def __init__(self, observation_space: gym.spaces.Dict, skip_dim: int = 32, **kwargs):
         super().__init__(observation_space, **kwargs)
-        self.skip = nn.Linear(self.in_dim, skip_dim)
+        self.skip = nn.Linear(self._skip_in_dim(observation_space), skip_dim)
         self.skip_dim = skip_dim
         self.base_per_action = self.per_action_dim
         self.per_action_dim = self.base_per_action + skip_dim
@@ -45,9 +45,21 @@ class SkipGraphExtractor(PaddedGraphExtractor):
         A = (base.shape[1] - self.hidden_dim) // self.base_per_action
         a = base[:, : A * self.base_per_action].reshape(B, A, self.base_per_action)
         g = base[:, A * self.base_per_action:]
-        idx = obs["action_node"].long().clamp(0, N - 1)
-        x_act = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, F))
         # invalid actions keep all-zero features, as in the parent (their logits are masked anyway)
-        skip = torch.relu(self.skip(x_act)) * obs["action_mask"].unsqueeze(-1).to(x.dtype)
+        skip = torch.relu(self.skip(self._skip_input(x, obs))) * obs["action_mask"].unsqueeze(-1).to(x.dtype)
         a = torch.cat([a, skip], dim=-1)
         return torch.cat([a.reshape(B, -1), g], dim=-1)
+
+    def _skip_in_dim(self, observation_space: gym.spaces.Dict) -> int:
+        """Width of :meth:`_skip_input`'s rows: the node feature width."""
+        return self.in_dim
+
+    def _skip_input(self, x: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, A, F) raw input of each action's skip projection: its action node's feature row."""
+        return gather_rows(x, obs["action_node"])
+
+
+def gather_rows(x: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
+    """(B, A, F) feature rows of the nodes ``node`` (B, A) points at (indices clamped into range)."""
+    idx = node.long().clamp(0, x.shape[1] - 1)
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
