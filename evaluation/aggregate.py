@@ -30,7 +30,9 @@ def table_primary_metrics(rows: list[dict[str, Any]]) -> dict[tuple[str, str], s
     set's instances (:meth:`Domain.primary_for`; GPU DAG: mean JCT for online workloads)."""
     names: dict[tuple[str, str], set[str]] = {}
     for r in rows:
-        names.setdefault((r["domain"], r["instance_set"]), set()).add(str(r["instance"]))
+        found = names.setdefault((r["domain"], r["instance_set"]), set())
+        if r.get("instance") is not None:  # rows without instance names rank by the domain's metric
+            found.add(str(r["instance"]))
     return {key: get_domain(key[0]).primary_for(sorted(inst)) for key, inst in names.items()}
 
 
