@@ -42,5 +42,8 @@ def test_bench_training_prints_a_row_for_jobshop():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_training.py"), "--envs", "jobshop",
                            "--steps", "1024"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("jobshop")]
-    assert len(rows) == 1 and rows[0][5] == "1024" and float(rows[0][7]) > 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    header = next(line.split() for line in lines if line.startswith("env "))
+    rows = [dict(zip(header, line.split(), strict=True)) for line in lines if line.startswith("jobshop")]
+    assert len(rows) == 1 and rows[0]["steps"] == "1024", proc.stdout
+    assert float(rows[0]["steps/s"]) > 0 and float(rows[0]["steps/cpu_s"]) > 0, proc.stdout
