@@ -61,7 +61,9 @@ Once the episode has ended (terminated or truncated), ``step()`` raises
 total-work rule when the instance has none), ``max_jobs``/``max_machines``/``max_ops`` (padded
 sizes; default: the first instance's), ``reward_scale``, ``invalid_action_penalty``, ``render_mode``
 (``"rgb_array"``: a Gantt chart), ``cycle`` (with a list of instances: take them in order at each
-reset instead of at random; for evaluation), ``time_origin`` (``"zero"`` or ``"now"``, see above).
+reset instead of at random; for evaluation), ``time_origin`` (``"zero"`` or ``"now"``, see above),
+``candidate_features`` (``JobShop-v0``: add ``action_attr``, per-candidate machine-load and
+competition features, :mod:`schedgym.envs.jobshop.candidate_features`).
 
 ## Version History
 * v0: initial release.
@@ -78,6 +80,7 @@ import numpy as np
 from schedgym.envs.core.base_env import EpisodeState, SchedEnv, StepOutcome
 from schedgym.envs.core.graph_obs import padded_graph_space
 from schedgym.envs.core.sources import load_instances, padded_sizes
+from schedgym.envs.jobshop.candidate_features import N_CANDIDATE_FEATURES, candidate_features
 from schedgym.envs.jobshop.generator import FlexibleJobShopGenerator, UniformJobShopGenerator, add_due_dates
 from schedgym.envs.jobshop.instances import load_instance
 from schedgym.envs.jobshop.metrics import metrics
@@ -114,6 +117,7 @@ class JobShopEnv(SchedEnv):
         render_mode: str | None = None,
         cycle: bool = False,
         time_origin: str = "zero",
+        candidate_features: bool = False,
     ):
         if time_origin not in TIME_ORIGINS:
             raise ValueError(f"time_origin must be one of {TIME_ORIGINS}, got {time_origin!r}")
@@ -142,6 +146,13 @@ class JobShopEnv(SchedEnv):
         self.action_space = gym.spaces.Discrete(self.n_actions)
         self.observation_space = padded_graph_space(
             n_nodes, N_NODE_FEATURES, self.max_edges, N_EDGE_FEATURES, self.n_actions, N_GLOBALS)
+        # opt-in: per-candidate context features as action_attr (envs/jobshop/candidate_features.py)
+        self.candidate_features = bool(candidate_features)
+        if self.candidate_features:
+            if self.flexible:
+                raise ValueError("candidate_features is for JobShop-v0; the flexible env has its own action_attr")
+            self.observation_space = gym.spaces.Dict(dict(self.observation_space.spaces) | {
+                "action_attr": gym.spaces.Box(-1e6, 1e6, (self.n_actions, N_CANDIDATE_FEATURES), np.float32)})
         self.state: JobShopState | None = None
         self.instance: JobShopInstance | None = None
 
@@ -376,7 +387,8 @@ class JobShopEnv(SchedEnv):
             "action_mask": amask.astype(np.int8),
             "action_node": self._candidate_ops(amask),
             "globals": g,
-        }
+        } | ({"action_attr": candidate_features(st, inst, amask, self.n_actions, ts, self._now())}
+             if self.candidate_features else {})
 
     def _domain_info(self) -> dict[str, Any]:
         return {"makespan_lb": self._max_lb}
