@@ -122,21 +122,12 @@ REVEAL = ("none", "oracle", "noisy", "rank")
 
 def slo_metrics(instance: LLMServeInstance, solution: LLMServeSolution) -> dict[str, float]:
     """The SLO metrics of :func:`~schedgym.envs.llmserve.metrics.metrics` only (``slo_attainment``,
-    ``goodput_rps``, ``throughput_rps``, ``rejected_rate``, per class with several classes), without
-    its replay of the iterations (latency percentiles, KV and TBT): what training needs, 20x cheaper."""
-    from schedgym.envs.llmserve.metrics import class_metrics, per_request
+    ``goodput_rps``, ``throughput_rps``, ``rejected_rate``, per class with several classes; the same
+    definitions, :func:`~schedgym.envs.llmserve.metrics.slo_rates`), without its replay of the
+    iterations (latency percentiles, KV and TBT): what training needs, 20x cheaper."""
+    from schedgym.envs.llmserve.metrics import per_request, slo_rates
 
-    pr = per_request(instance, solution)
-    served = ~solution.rejected
-    n = max(instance.n_requests, 1)
-    span = float(np.nanmax(solution.completion[served]) - instance.arrival.min()) if served.any() else 0.0
-    m = {"slo_attainment": float(pr["slo_ok"].sum() / n),
-         "goodput_rps": float(pr["slo_ok"].sum() / span) if span > 0 else 0.0,
-         "throughput_rps": float(served.sum() / span) if span > 0 else 0.0,
-         "rejected_rate": float(solution.rejected.sum() / n)}
-    if len(instance.class_names) > 1:
-        m.update(class_metrics(instance, solution, pr, span))
-    return m
+    return slo_rates(instance, solution, per_request(instance, solution))
 
 
 def load_workload(spec: str | LLMServeInstance) -> LLMServeInstance:

@@ -3,8 +3,13 @@
 Per request: TTFT = first token - arrival; end-to-end = completion - arrival; TPOT = (completion -
 first token) / (output - 1) (requests with one output token have none); time between tokens (TBT)
 = gaps between consecutive emissions. A request meets its SLO when TTFT <= its class's TTFT SLO and
-TPOT <= its TPOT SLO; rejected requests never do. Rates divide by the span from the first arrival
-to the last completion. No metric is NaN: with no inter-token gap (every served request has one
+TPOT <= its TPOT SLO; rejected requests never do. ``goodput_rps`` (overall and per class) divides the
+requests that met their SLO by the *arrival span* (:func:`goodput_span_s`: last arrival - first arrival,
+seconds): the window over which the workload offered them, which no decision can change, so shedding
+requests cannot raise goodput by ending the run earlier (with the completion span it could: a policy
+that rejected every long batch request finished sooner and scored a higher goodput while serving fewer
+requests in time). ``throughput_rps`` and ``token_throughput_tps`` measure the processing rate and divide
+by the *completion span* (:func:`completion_span_s`: first arrival to last completion). No metric is NaN: with no inter-token gap (every served request has one
 output token) TPOT and TBT percentiles are 0; with no request served (possible only when a router
 sends every request to a replica too small for it) TTFT and end-to-end latencies are +inf and the
 rates 0. Standard names (DESIGN.md): ``ttft_p50_s``, ``ttft_p90_s``, ``ttft_p99_s``,
@@ -20,7 +25,7 @@ never fit a replica (``rejected`` counts them). A run with admission control add
 ``admission_rejected`` (requests its decisions rejected, expired deferrals included) and
 ``deferred`` (requests deferred at least once). A workload with several SLO classes adds, per class
 ``<c>`` (its name in ``instance.class_names``): ``slo_attainment_<c>``, ``goodput_rps_<c>`` (over the
-whole run's span), ``rejected_rate_<c>``, ``ttft_p99_s_<c>`` and ``tpot_p99_s_<c>``.
+whole workload's arrival span, as ``goodput_rps``: the classes' goodputs add up to it), ``rejected_rate_<c>``, ``ttft_p99_s_<c>`` and ``tpot_p99_s_<c>``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,48 @@ def _pct(x: np.ndarray, q: float, empty: float) -> float:
     """The q-th percentile of the finite values of ``x``; ``empty`` when there are none."""
     x = x[np.isfinite(x)]
     return float(np.percentile(x, q)) if len(x) else float(empty)
+
+
+def completion_span_s(instance: LLMServeInstance, sol: LLMServeSolution) -> float:
+    """Seconds from the first arrival to the last completion of a served request (0.0 when none is
+    served): the denominator of the processing rates ``throughput_rps`` and ``token_throughput_tps``."""
+    served = ~sol.rejected
+    if not served.any() or instance.n_requests == 0:
+        return 0.0
+    return float(np.nanmax(sol.completion[served]) - instance.arrival.min())
+
+
+def goodput_span_s(instance: LLMServeInstance, sol: LLMServeSolution) -> float:
+    """The denominator of ``goodput_rps`` (overall and per class), seconds: the arrival span, last
+    arrival - first arrival, which depends on the workload only. When it is zero (one request, or every
+    request arriving at once: an offline batch, where there is no offered rate) it falls back to the
+    completion span (:func:`completion_span_s`); 0.0 when that is zero too (goodput is then 0)."""
+    if instance.n_requests == 0:
+        return 0.0
+    span = float(instance.arrival.max() - instance.arrival.min())
+    return span if span > 0 else completion_span_s(instance, sol)
+
+
+def rate(count: float, span_s: float) -> float:
+    """``count / span_s`` (per second), 0.0 for a span that is not positive."""
+    return float(count / span_s) if span_s > 0 else 0.0
+
+
+def slo_rates(instance: LLMServeInstance, sol: LLMServeSolution, pr: dict[str, np.ndarray]) -> dict[str, float]:
+    """``slo_attainment`` (fraction of all requests), ``goodput_rps`` (SLO-met requests / arrival span,
+    requests/s), ``throughput_rps`` (served requests / completion span, requests/s) and ``rejected_rate``
+    (fraction), plus the per-class metrics with several classes: the one definition that
+    :func:`metrics` and :func:`schedgym.envs.llmserve.env.slo_metrics` share."""
+    served = ~sol.rejected
+    n = max(instance.n_requests, 1)
+    good = goodput_span_s(instance, sol)
+    m = {"slo_attainment": float(pr["slo_ok"].sum() / n),
+         "goodput_rps": rate(pr["slo_ok"].sum(), good),
+         "throughput_rps": rate(served.sum(), completion_span_s(instance, sol)),
+         "rejected_rate": float(sol.rejected.sum() / n)}
+    if len(instance.class_names) > 1:
+        m.update(class_metrics(instance, sol, pr, good))
+    return m
 
 
 def per_request(instance: LLMServeInstance, sol: LLMServeSolution) -> dict[str, np.ndarray]:
@@ -56,25 +103,22 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
     inst, sol = instance, solution
     pr = per_request(inst, sol)
     served = ~sol.rejected
-    n = inst.n_requests
-    done_t = sol.completion[served]
-    span = float(np.nanmax(done_t) - inst.arrival.min()) if served.any() else float("nan")
     m: dict[str, float] = {}
     for name, key, empty in (("ttft", "ttft_s", np.inf), ("tpot", "tpot_s", 0.0), ("e2e", "e2e_s", np.inf)):
         for q in (50, 90, 99):
             m[f"{name}_p{q}_s"] = _pct(pr[key], q, empty)
     m["ttft_mean_s"] = float(np.nanmean(pr["ttft_s"])) if served.any() else float("inf")
-    m["slo_attainment"] = float(pr["slo_ok"].sum() / max(n, 1))
-    m["goodput_rps"] = float(pr["slo_ok"].sum() / span) if span and span > 0 else 0.0
-    m["throughput_rps"] = float(served.sum() / span) if span and span > 0 else 0.0
-    m["token_throughput_tps"] = float(inst.output[served].sum() / span) if span and span > 0 else 0.0
+    rates = slo_rates(inst, sol, pr)
+    m["slo_attainment"] = rates.pop("slo_attainment")
+    m["goodput_rps"] = rates.pop("goodput_rps")
+    m["throughput_rps"] = rates.pop("throughput_rps")
+    m["token_throughput_tps"] = rate(inst.output[served].sum(), completion_span_s(inst, sol))
     m["rejected"] = float(sol.rejected.sum())
-    m["rejected_rate"] = float(sol.rejected.sum() / max(n, 1))
+    m["rejected_rate"] = rates.pop("rejected_rate")
     if sol.shed is not None:
         m["admission_rejected"] = float(sol.shed.sum())
         m["deferred"] = float(len(np.unique(sol.adm_req[sol.adm_kind == 1])))
-    if len(inst.class_names) > 1:
-        m.update(class_metrics(inst, sol, pr, span))
+    m.update(rates)  # the per-class metrics, with several classes
     m["preemptions"] = float(sol.preemptions.sum())
     m["iterations"] = float(sol.n_iterations)
     m["mean_batch_size"] = float(len(sol.it_req) / max(sol.n_iterations, 1))
@@ -99,15 +143,15 @@ def metrics(instance: LLMServeInstance, solution: LLMServeSolution, tbt: bool = 
 
 def class_metrics(inst: LLMServeInstance, sol: LLMServeSolution, pr: dict[str, np.ndarray],
                   span: float) -> dict[str, float]:
-    """Per-class SLO attainment, goodput (requests/s over the run's span), rejected rate and p99
-    latencies (see the module docstring)."""
+    """Per-class SLO attainment, goodput (requests/s over ``span``, the whole workload's arrival span
+    from :func:`goodput_span_s`), rejected rate and p99 latencies (see the module docstring)."""
     out: dict[str, float] = {}
     for c, name in enumerate(inst.class_names):
         sel = inst.klass == c
         k = int(sel.sum())
         ok = int(pr["slo_ok"][sel].sum())
         out[f"slo_attainment_{name}"] = float(ok / k) if k else 0.0
-        out[f"goodput_rps_{name}"] = float(ok / span) if span and span > 0 else 0.0
+        out[f"goodput_rps_{name}"] = rate(ok, span)
         out[f"rejected_rate_{name}"] = float(sol.rejected[sel].sum() / k) if k else 0.0
         out[f"ttft_p99_s_{name}"] = _pct(pr["ttft_s"][sel], 99, np.inf)
         out[f"tpot_p99_s_{name}"] = _pct(pr["tpot_s"][sel], 99, 0.0)
