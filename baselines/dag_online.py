@@ -11,6 +11,12 @@ device, the first in the rule's order, on that device; when no ready task is no-
 the next event. They run in ``pair`` mode (with its wait action) and in ``dispatch_la`` mode, where
 the env offers only the no-regret tasks and waits by itself (same schedule).
 
+Randomised variants (``noise`` > 0 or ``explore`` > 0) serve as label candidates for self-labeling
+(``conf/experiment/sls_gpudag_online.yaml``): ``noise`` multiplies each job's key by
+``exp(noise * z_j)``, ``z_j`` standard normal drawn per job and episode (jobs with close keys swap);
+``explore`` is the probability that a decision takes a uniformly random candidate instead of the
+rule's first. With both 0 (the default) the rule is deterministic.
+
 ============  ===================================================================================
 dag_fifo      the job that arrived first
 dag_sjf       shortest job first by critical path: the job whose remaining critical path (the
@@ -41,13 +47,22 @@ class DagDispatchPolicy:
         rule: ``fifo``, ``sjf``, ``fair``, ``rank`` or ``srpt``.
         name: display name (default ``dag_<rule>``, ``dag_<rule>_la`` with ``lookahead``).
         lookahead: wait for a busy device where the task would finish earlier (module docstring).
+        noise: log-normal job-key noise (standard deviation of the log multiplier; module docstring).
+        explore: probability of a uniformly random candidate per decision.
+        seed: seed of the randomised variants' generator (drawn on across episodes).
     """
 
     domains = ("gpudag",)
 
-    def __init__(self, rule: str = "fifo", name: str | None = None, lookahead: bool = False):
+    def __init__(self, rule: str = "fifo", name: str | None = None, lookahead: bool = False,
+                 noise: float = 0.0, explore: float = 0.0, seed: int = 0):
         if rule not in RULES:
             raise UnknownNameError("GPU-DAG dispatching rule", rule, RULES)
+        if noise < 0 or not 0.0 <= explore <= 1.0:
+            raise ValueError(f"DagDispatchPolicy: noise must be >= 0 and explore in [0, 1], got {noise}, {explore}")
+        self.noise, self.explore = float(noise), float(explore)
+        self._rng = np.random.default_rng(seed)
+        self._job_noise: np.ndarray | None = None
         self.rule = rule
         self.lookahead = bool(lookahead)
         self.name = name or f"dag_{rule}" + ("_la" if lookahead else "")
@@ -66,6 +81,8 @@ class DagDispatchPolicy:
             raise ValueError(f"{self.name} never waits: in GPUDag-v0's 'dispatch_la' mode the env waits for "
                              f"no-regret tasks; use {self.name}_la (lookahead=True) or action_mode 'dispatch'")
         self.rank = upward_rank(self.env.instance)
+        n_jobs = self.env.instance.n_jobs
+        self._job_noise = np.exp(self.noise * self._rng.standard_normal(n_jobs)) if self.noise > 0 else None
 
     def _key(self, cand: np.ndarray) -> np.ndarray:
         """The rule's job key of each task of ``cand`` (lower first)."""
@@ -89,11 +106,15 @@ class DagDispatchPolicy:
             running = (st.device >= 0) & (st.end > st.now)
             held = np.bincount(inst.task_job[running], minlength=inst.n_jobs)
             key = held[jobs] + inst.job_arrival[jobs] / (inst.job_arrival.max() + 1.0)
+        if self._job_noise is not None:
+            key = key * self._job_noise[jobs]
         return key
 
     def _order(self, cand: np.ndarray) -> np.ndarray:
         """``cand`` sorted by the rule: job key, then (except ``rank``) job, then upward rank, then id."""
         jobs = self.env.state.instance.task_job[cand]
+        if self.explore > 0 and len(cand) > 1 and self._rng.random() < self.explore:
+            return self._rng.permutation(cand)
         if self.rule == "rank":  # highest upward rank overall, not grouped by job
             return cand[np.lexsort((cand, jobs, -self.rank[cand]))]
         return cand[np.lexsort((cand, -self.rank[cand], jobs, self._key(cand)))]

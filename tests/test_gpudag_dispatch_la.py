@@ -137,3 +137,42 @@ def test_objective_metric_and_best_of_k_ranks_by_mean_jct_online():
     validate(inst, best)
     # sample 0 is the greedy episode: ranking by mean JCT can only improve on it
     assert metrics(inst, best)["mean_jct"] <= greedy["metrics"]["mean_jct"] + 1e-9
+
+
+def test_randomised_rule_variants_are_seeded_valid_and_differ_from_the_rule():
+    """noise/explore variants (self-labeling label candidates): same seed, same schedules; they
+    explore other orders than the deterministic rule; every schedule passes the validator."""
+    inst = load_instance("online-topcuoglu-v20-ccr1-a1-b0.5-j8-load0.9-s2")
+    env = make_env(inst, action_mode="dispatch_la")
+    rule, _, _ = _run(env, DagDispatchPolicy("srpt", lookahead=True))
+    starts = []
+    for seed in (1, 1, 2):
+        pol = DagDispatchPolicy("srpt", lookahead=True, noise=0.3, explore=0.2, seed=seed)
+        runs = [_run(env, pol)[0] for _ in range(2)]  # the generator draws on across episodes
+        for info in runs:
+            validate(inst, info["solution"])
+        starts.append([info["solution"].start for info in runs])
+    assert all(np.array_equal(a, b) for a, b in zip(starts[0], starts[1], strict=True))
+    assert not np.array_equal(starts[0][0], starts[0][1])
+    assert not np.array_equal(starts[0][0], starts[2][0])
+    assert any(not np.array_equal(s, rule["solution"].start) for run in starts for s in run)
+    assert DagDispatchPolicy("srpt", lookahead=True, noise=0.0, explore=0.0, seed=5).name == "dag_srpt_la"
+    with pytest.raises(ValueError, match="noise must be >= 0 and explore in"):
+        DagDispatchPolicy("srpt", explore=1.5)
+
+
+def test_topcuoglu_mixture_draws_jobs_and_load_per_workload():
+    from schedgym.envs.gpudag.generator import TopcuogluMixture
+
+    mix = TopcuogluMixture(n_tasks=6, n_procs=3, n_jobs=[3, 5], load=[0.5, 1.0])
+    rng = np.random.default_rng(0)
+    insts = [mix(rng) for _ in range(12)]
+    assert {i.n_jobs for i in insts} == {3, 5}
+    assert {i.name.split("-load")[1].split("-")[0] for i in insts} == {"0.5", "1"}
+    assert mix.size_bounds()[0] == 30
+    # one value: the same workloads as before lists were accepted (no extra draw)
+    a = TopcuogluMixture(n_tasks=6, n_procs=3, n_jobs=4, load=0.8)(np.random.default_rng(3))
+    b = OnlineGenerator(TopcuogluMixture(n_tasks=6, n_procs=3), 4, 0.8)(np.random.default_rng(3))
+    assert np.array_equal(a.job_arrival, b.job_arrival) and np.array_equal(a.exec_time, b.exec_time)
+    with pytest.raises(ValueError, match="load must be > 0"):
+        TopcuogluMixture(n_jobs=2, load=[])

@@ -166,15 +166,24 @@ class TopcuogluMixture:
     draws each listed parameter uniformly from its list (``n_procs`` must be one value, the device
     count of every instance). Example: ``TopcuogluMixture(n_tasks=[30, 50], ccr=[0.1, 1, 5])``.
     With ``n_jobs``, each instance is an online workload (:class:`OnlineGenerator`): ``n_jobs`` such
-    DAGs, each drawn from the mixture, arriving as a Poisson process at offered ``load``.
+    DAGs, each drawn from the mixture, arriving as a Poisson process at offered ``load``; a list of
+    ``n_jobs`` or ``load`` values is drawn from per workload (uniformly, before its DAGs).
     """
 
     def __init__(self, n_tasks: int | list[int] = 50, ccr: float | list[float] = 1.0,
                  alpha: float | list[float] = 1.0, beta: float | list[float] = 0.5,
                  max_out_degree: int | list[int] = 3, n_procs: int = 4, w_dag: float | list[float] = 50.0,
-                 n_jobs: int | None = None, load: float = 0.7):
-        self.n_jobs = None if n_jobs is None else int(n_jobs)
-        self.load = float(load)
+                 n_jobs: int | list[int] | None = None, load: float | list[float] = 0.7):
+        jobs_list = [int(v) for v in n_jobs] if isinstance(n_jobs, (list, tuple)) else None
+        load_list = [float(v) for v in load] if isinstance(load, (list, tuple)) else [float(load)]
+        if jobs_list is not None and (not jobs_list or min(jobs_list) < 1):
+            raise ValueError(f"TopcuogluMixture: n_jobs must be >= 1 (or null for one DAG), got {n_jobs}")
+        if not load_list or min(load_list) <= 0:
+            raise ValueError(f"TopcuogluMixture: load must be > 0 (one value or a list), got {load}")
+        self.n_jobs_choices = jobs_list or ([] if n_jobs is None else [int(n_jobs)])
+        self.load_choices = load_list
+        self.n_jobs = max(self.n_jobs_choices) if self.n_jobs_choices else None
+        self.load = load_list[0]
         if self.n_jobs is not None and self.n_jobs < 1:
             raise ValueError(f"TopcuogluMixture: n_jobs must be >= 1 (or null for one DAG), got {n_jobs}")
         def as_list(name: str, v) -> list:
@@ -201,7 +210,12 @@ class TopcuogluMixture:
     def __call__(self, rng: np.random.Generator, name: str | None = None) -> GPUDagInstance:
         if self.n_jobs is not None:
             single = TopcuogluMixture(n_procs=self.n_procs, **self.choices)
-            return OnlineGenerator(single, self.n_jobs, self.load)(rng, name)
+            # one value: no draw (the workloads of a fixed n_jobs and load are unchanged)
+            n_jobs = self.n_jobs_choices[int(rng.integers(len(self.n_jobs_choices)))] \
+                if len(self.n_jobs_choices) > 1 else self.n_jobs
+            load = self.load_choices[int(rng.integers(len(self.load_choices)))] \
+                if len(self.load_choices) > 1 else self.load
+            return OnlineGenerator(single, n_jobs, load)(rng, name)
         return self._one_dag(rng, name)
 
     def name(self, seed: int | str) -> str:
