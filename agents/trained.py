@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from schedgym.agents.batched_sampler import BatchedJobShopSampler, supports
 from schedgym.agents.checkpoint import (
     checkpoint_domain,
     load_policy,
@@ -128,11 +129,19 @@ class SampledPolicySolver:
     that have a choice (an episode whose mask has one valid action takes it without a forward pass:
     greedy and sampling both pick it with probability 1). ``time_limit_s`` caps the wall time
     (seconds): sampling stops early and keeps the best complete solution.
+
+    On a classic job-shop instance with a non-delay GIN pointer checkpoint (the shipped one) the
+    batch runs in :class:`~schedgym.agents.batched_sampler.BatchedJobShopSampler` (one vectorised
+    schedule state, features written straight into the network's input, the same logits up to float
+    rounding); ``batched=False`` forces the generic loop over gymnasium envs.
     """
 
     def __init__(self, checkpoint: str | None = None, samples: int = 128, domain: str = "jobshop",
-                 seed: int = 0, batch_size: int = 128, name: str | None = None, device: str = "cpu"):
+                 seed: int = 0, batch_size: int = 128, name: str | None = None, device: str = "cpu",
+                 batched: bool = True):
         self.domains = _sampler_domains(checkpoint, domain)
+        #: use the vectorised sampler where it applies (False: always the generic env loop)
+        self.batched = bool(batched) and device == "cpu"
         self.base = TrainedPolicy(checkpoint, deterministic=False, seed=seed, device=device)
         self.samples = int(samples)
         self.batch_size = int(batch_size)
@@ -159,6 +168,20 @@ class SampledPolicySolver:
                     best, best_val = info["solution"], val
         return best, best_val
 
+    def _batched_sampler(self, domain: Any, instance: Any, objective: str) -> BatchedJobShopSampler | None:
+        """The vectorised lock-step sampler (:mod:`schedgym.agents.batched_sampler`) when it computes
+        this checkpoint on this instance (classic job-shop, non-delay, GIN pointer policy, makespan);
+        None otherwise (the generic loop runs)."""
+        if self.domain_name != "jobshop" or objective != "makespan":
+            return None
+        env = domain.make_env(instance, **self.base.env_kwargs)
+        env.reset(seed=self.seed, options={"instance": instance})
+        policy = self.base._policy_for(env)
+        env = env.unwrapped
+        if getattr(env, "objective_metric", None) not in (None, "makespan") or not supports(policy, env):
+            return None
+        return BatchedJobShopSampler(policy, env)
+
     def solve(self, instance: Any, time_limit_s: float | None = None):
         from schedgym.envs.core.domain import get_domain
 
@@ -169,7 +192,16 @@ class SampledPolicySolver:
         best, best_val = None, math.inf
         done_samples = 0
         gen = torch.Generator().manual_seed(self.seed)
-        while done_samples < self.samples:
+        sampler = self._batched_sampler(domain, instance, objective) if self.batched else None
+        while sampler is not None and done_samples < self.samples:
+            k = min(self.batch_size, self.samples - done_samples)
+            sol, val = sampler.best(sampler.run(k, gen, greedy_first=done_samples == 0))
+            if val < best_val:
+                best, best_val = sol, val
+            done_samples += k
+            if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+                break
+        while sampler is None and done_samples < self.samples:
             k = min(self.batch_size, self.samples - done_samples)
             envs = [domain.make_env(instance, **self.base.env_kwargs) for _ in range(k)]
             policy = self.base._policy_for(envs[0])

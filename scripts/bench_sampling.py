@@ -27,15 +27,17 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_row(size: str, samples: int = 128, seed: int = 0) -> dict[str, Any]:
-    """Best of ``samples`` episodes of the shipped job-shop policy on the ``size`` Taillard instance."""
+def bench_row(size: str, samples: int = 128, seed: int = 0, batched: bool = True) -> dict[str, Any]:
+    """Best of ``samples`` episodes of the shipped job-shop policy on the ``size`` Taillard instance
+    (``batched=False``: the generic loop over gymnasium envs instead of the vectorised sampler)."""
     import schedgym.agents.trained as trained
+    from schedgym.agents.batched_sampler import BatchedJobShopSampler
     from schedgym.envs.jobshop.instances import load_instance
     from schedgym.envs.jobshop.metrics import metrics
     from schedgym.envs.jobshop.validate import validate
 
     inst = load_instance(INSTANCES[size])
-    solver = trained.SampledPolicySolver(samples=samples, seed=seed, domain="jobshop")
+    solver = trained.SampledPolicySolver(samples=samples, seed=seed, domain="jobshop", batched=batched)
     fwd = {"cpu_s": 0.0, "calls": 0}
     real = trained.masked_logits
 
@@ -46,7 +48,17 @@ def bench_row(size: str, samples: int = 128, seed: int = 0) -> dict[str, Any]:
         fwd["calls"] += 1
         return out
 
+    real_batched = BatchedJobShopSampler.logits
+
+    def timed_batched(*args: Any, **kwargs: Any):
+        c = _cpu_s()
+        out = real_batched(*args, **kwargs)
+        fwd["cpu_s"] += _cpu_s() - c
+        fwd["calls"] += 1
+        return out
+
     trained.masked_logits = timed
+    BatchedJobShopSampler.logits = timed_batched
     try:
         solver.solve(load_instance("ft06"))  # load the checkpoint and warm up outside the timing
         fwd.update(cpu_s=0.0, calls=0)
@@ -55,6 +67,7 @@ def bench_row(size: str, samples: int = 128, seed: int = 0) -> dict[str, Any]:
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     finally:
         trained.masked_logits = real
+        BatchedJobShopSampler.logits = real_batched
     validate(inst, sol)
     return {"size": size, "instance": inst.name, "ops": inst.n_ops, "samples": sol.meta["samples"], "wall_s": wall,
             "cpu_s": cpu, "forward_cpu_s": fwd["cpu_s"], "forwards": fwd["calls"],

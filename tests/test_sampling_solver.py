@@ -53,7 +53,7 @@ def test_every_sampled_solution_is_valid_and_samples_differ(monkeypatch) -> None
         return real(infos, objective)
 
     monkeypatch.setattr(trained.SampledPolicySolver, "_finished", staticmethod(spy))
-    best = SampledPolicySolver(samples=16, seed=0, domain="jobshop").solve(inst)
+    best = SampledPolicySolver(samples=16, seed=0, domain="jobshop", batched=False).solve(inst)  # the env loop
     assert len(seen) == 16
     for sol in seen:
         validate(inst, sol)
@@ -74,6 +74,6 @@ def test_forced_steps_skip_the_network(monkeypatch) -> None:
         return real(policy, obs, masks)
 
     monkeypatch.setattr(trained, "masked_logits", counting)
-    sol = SampledPolicySolver(samples=4, domain="jobshop").solve(inst)
+    sol = SampledPolicySolver(samples=4, domain="jobshop", batched=False).solve(inst)  # the env loop
     validate(inst, sol)
     assert 0 < sum(rows) < 4 * inst.n_ops
