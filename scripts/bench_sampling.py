@@ -4,10 +4,12 @@
     python scripts/bench_sampling.py --sizes 15x15,20x20 --samples 128
 
 For one Taillard instance per size, runs ``SampledPolicySolver`` (what ``policy=ppo_gnn
-policy.samples=128`` builds: one greedy and 127 sampled episodes in lock-step) and prints the wall
+policy.samples=128`` builds: one greedy and 127 sampled episodes in lock-step, by the vectorised
+:mod:`schedgym.agents.batched_sampler`; ``--generic``: the loop over gymnasium envs) and prints the wall
 seconds, the CPU seconds of this process (user + sys), the CPU seconds spent in the network's
-forward passes, the number of forward passes and the best makespan. One torch thread. Wall times on
-a shared machine are inflated by other processes; CPU seconds are the cost of the work.
+forward passes, the number of forward passes and the best makespan, then the exponent of a
+power-law fit of CPU seconds against the operation count. One torch thread. Wall times on a shared
+machine are inflated by other processes; CPU seconds are the cost of the work.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(INSTANCES), help=f"comma-separated subset of {list(INSTANCES)}")
     ap.add_argument("--samples", type=int, default=128)
+    ap.add_argument("--generic", action="store_true",
+                    help="the generic loop over gymnasium envs instead of the vectorised batched sampler")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -89,11 +93,24 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown size(s) {bad}; choose from {list(INSTANCES)}")
     print(f"{'size':7s} {'inst':5s} {'ops':>5s} {'samples':>7s} {'wall_s':>8s} {'cpu_s':>8s} {'fwd_cpu_s':>9s} "
           f"{'forwards':>8s} {'cpu_ms/op':>9s} {'makespan':>8s}", flush=True)
+    rows = []
     for size in sizes:
-        r = bench_row(size, args.samples)
+        r = bench_row(size, args.samples, batched=not args.generic)
+        rows.append(r)
         print(f"{r['size']:7s} {r['instance']:5s} {r['ops']:5d} {r['samples']:7d} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
               f"{r['forward_cpu_s']:9.2f} {r['forwards']:8d} {1e3 * r['cpu_s'] / r['ops']:9.2f} {r['makespan']:8d}",
               flush=True)
+    if len(rows) >= 2:
+        print(f"fitted exponent: CPU seconds ~ ops^{fitted_exponent(rows):.2f}")
+
+
+def fitted_exponent(rows: list[dict[str, Any]]) -> float:
+    """Least-squares slope of log(CPU seconds) against log(operation count) over the rows."""
+    import numpy as np
+
+    x = np.log([r["ops"] for r in rows])
+    y = np.log([r["cpu_s"] for r in rows])
+    return float(np.polyfit(x, y, 1)[0])
 
 
 if __name__ == "__main__":
