@@ -127,7 +127,7 @@ class BatchedJobShopSampler:
         """``(x (b, O, F) float32, globals (b, 4) float32)`` of episodes ``rows``: the env's
         observation (``x`` and ``globals``) for those states; ``mask`` (b, J) and ``now`` (b,) are the
         rows' action masks and decision times (:meth:`BatchJobShopState.masks`)."""
-        st, s = self.static, self.static
+        s = self.static
         O = state.n_ops
         ts = s.time_scale
         b = rows.size
@@ -138,7 +138,7 @@ class BatchedJobShopSampler:
         sched = start >= 0
         mready_abs = state.mach_ready[rows]
         max_lb = state.max_lb(rows)
-        if st.time_origin == "now":
+        if s.time_origin == "now":
             t = now[:, None]
             x[:, :, 0] = np.maximum((lb - t) / ts, -1.0)
             x[:, :, 5] = np.where(sched, np.maximum((start - t) / ts, -1.0), 0.0)
