@@ -60,6 +60,8 @@ class ActionEncoding:
     n_actions: int
     table: torch.Tensor  # (T, w)
     index: torch.Tensor  # (K, P) int64 rows of table
+    #: ``index`` is ``arange(K)`` as one column (``table`` holds each valid action's own row)
+    one_row_per_action: bool = False
 
     def dense(self) -> torch.Tensor:
         """``(B, A * per_action_dim + hidden_dim)``, the layout of :meth:`PaddedGraphExtractor.forward`."""
@@ -164,6 +166,14 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
     # message passing over the real nodes only
     # ------------------------------------------------------------------------------------------
     def _forward_compact(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        g, valid, A, a = self._compact_rows(obs)
+        B = g.shape[0]
+        out = a.new_zeros(B * A, self.per_action_dim).index_copy(0, valid, a)  # invalid actions: zero
+        return torch.cat([out.reshape(B, -1), g], dim=-1)
+
+    def _compact_rows(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+        """The compact computation up to the dense layout: ``(g (B, d), valid (K,) flat indices of the
+        valid actions, A, rows (K, per_action_dim))``; :meth:`_forward_compact` scatters the rows."""
         x = obs["x"]  # (B, N, F)
         B, N, F = x.shape
         dev = x.device
@@ -208,8 +218,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         a = a * (rows < R).unsqueeze(1)
         if am is not None:
             a = torch.cat([a, am * (mrows < R).unsqueeze(1)], dim=-1)
-        out = a.new_zeros(B * A, self.per_action_dim).index_copy(0, valid, a)  # invalid actions: zero
-        return torch.cat([out.reshape(B, -1), g], dim=-1)
+        return g, valid, A, a
 
     def _gin_compact(self, xc: torch.Tensor, ei: torch.Tensor, R: int, graph: torch.Tensor, B: int,
                      counts: torch.Tensor, rows: torch.Tensor, mrows: torch.Tensor | None):
@@ -278,6 +287,11 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
                 return self._encode_dedup(obs)
             except (RefinementError, FewDuplicates):
                 pass
+        if self.compact and type(self).forward is PaddedGraphExtractor.forward:
+            # forward()'s rows and graph embedding before its dense layout: the same values
+            g, valid, A, rows = self._compact_rows(obs)
+            index = torch.arange(valid.numel(), device=rows.device).unsqueeze(1)
+            return ActionEncoding(g, valid, A, rows, index, one_row_per_action=True)
         features = self(obs)
         B = features.shape[0]
         A = obs["action_mask"].shape[1]
@@ -285,7 +299,7 @@ class PaddedGraphExtractor(BaseFeaturesExtractor):
         valid = obs["action_mask"].reshape(-1).nonzero().squeeze(1)
         rows = features[:, : A * per_action].reshape(B * A, per_action)[valid]
         index = torch.arange(valid.numel(), device=features.device).unsqueeze(1)
-        return ActionEncoding(features[:, A * per_action:], valid, A, rows, index)
+        return ActionEncoding(features[:, A * per_action:], valid, A, rows, index, one_row_per_action=True)
 
     #: the class refinement gives up once a round has more classes than this fraction of the nodes
     dedup_max_fraction = 0.5

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sb3_contrib.common.maskable.distributions import MaskableDistribution
+from sb3_contrib.common.maskable.distributions import MaskableCategorical, MaskableDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
@@ -79,6 +79,10 @@ class PointerHeads(nn.Module):
         d = self.per_action_dim
         gz = F.linear(g, first.weight[:, d:], first.bias)  # (B, h)
         zero = scorer(rest(gz))  # (B, 1)
+        if enc.one_row_per_action:  # no shared rows to find: the actor MLP on each valid action's row
+            pre = F.linear(enc.table, first.weight[:, :d]) + gz.index_select(0, enc.valid // A)
+            rows = scorer(rest(pre)).reshape(-1)
+            return zero.expand(B, A).reshape(-1).index_copy(0, enc.valid, rows).reshape(B, A)
         # W_a a_i = sum over parts p of W_p table[index[i, p]]: each distinct row projected once;
         # actions of one graph with the same rows share a logit: the MLP runs once per such group
         T, P = enc.table.shape[0], enc.index.shape[1]
@@ -154,22 +158,25 @@ class GraphPointerPolicy(MaskableActorCriticPolicy):
     # ------------------------------------------------------------------------------------------
     # the dedup shortcut of SB3's entry points
     # ------------------------------------------------------------------------------------------
-    #: batches smaller than this (rollout steps of a few envs) take the plain path: there the class
-    #: refinement costs more than it saves (VM S, measured: equal at 8 graphs, 15 % less at 16)
+    #: batches smaller than this (rollout steps of a few envs) skip the class refinement, which there
+    #: costs more than it saves (VM S, measured: equal at 8 graphs, 15 % less at 16); they still take
+    #: the valid-actions-only path (the GNN on the real nodes, the actor on the valid actions' rows)
     dedup_min_batch = 8
 
     def _encoded(self, obs: dict[str, torch.Tensor]) -> bool:
-        return (self.dedup and self.share_features_extractor and isinstance(self.mlp_extractor, PointerHeads)
-                and obs["x"].shape[0] >= self.dedup_min_batch)
+        return self.dedup and self.share_features_extractor and isinstance(self.mlp_extractor, PointerHeads)
 
     def _encode(self, obs: dict[str, torch.Tensor]) -> ActionEncoding:
-        return self.features_extractor.encode(preprocess_obs(obs, self.observation_space, self.normalize_images))
+        pre = preprocess_obs(obs, self.observation_space, self.normalize_images)
+        return self.features_extractor.encode(pre, dedup=pre["x"].shape[0] >= self.dedup_min_batch)
 
     def _distribution(self, enc: ActionEncoding, action_masks: np.ndarray | None) -> MaskableDistribution:
         logits = self.mlp_extractor.encoded_logits(enc, self.action_net.linear)
-        distribution = self.action_dist.proba_distribution(action_logits=logits)
-        if action_masks is not None:
-            distribution.apply_masking(action_masks)
+        # what proba_distribution(logits) then apply_masking(masks) build (the masked logits come from
+        # the first normalisation of the raw logits either way), with one Categorical fewer
+        distribution = self.action_dist
+        distribution.distribution = MaskableCategorical(logits=logits.view(-1, distribution.action_dim),
+                                                        masks=action_masks)
         return distribution
 
     def _value(self, enc: ActionEncoding) -> torch.Tensor:

@@ -178,17 +178,32 @@ def test_dedup_policy_matches_the_plain_policy_on_vm_states(tmp_path) -> None:
     assert loaded.dedup is True
 
 
-def test_small_batches_take_the_plain_path() -> None:
+def test_small_batches_skip_the_refinement_and_match_the_plain_path(monkeypatch) -> None:
+    """Rollout-sized batches (below dedup_min_batch) take the valid-actions-only rows without the class
+    refinement; MaskablePPO's forward gives the plain path's values, log-probs and sampled actions."""
+    import schedgym.agents.extractor as extractor_mod
+
     env, obs, _ = _vm_batch(2)
     t = {k: torch.as_tensor(v) for k, v in obs.items()}
     torch.manual_seed(0)
     pol = GraphPointerPolicy(env.observation_space, env.action_space, lambda _: 3e-4, dedup=True)
-    assert not pol._encoded(t)
+    assert t["x"].shape[0] < pol.dedup_min_batch and pol._encoded(t)
+    monkeypatch.setattr(extractor_mod, "refine", lambda *a, **k: pytest.fail("refinement on a small batch"))
     masks = obs["action_mask"].astype(bool)
-    with torch.no_grad():
-        ref = pol.get_distribution(t, action_masks=masks).distribution.logits
-        pol.dedup = False
-        assert torch.equal(pol.get_distribution(t, action_masks=masks).distribution.logits, ref)
+    out = []
+    for dedup in (True, False):
+        pol.dedup = dedup
+        with torch.no_grad():
+            logits = pol.get_distribution(t, action_masks=masks).distribution.logits
+            torch.manual_seed(1)
+            sampled = [pol(t, action_masks=masks) for _ in range(20)]
+        out.append((logits, sampled))
+    (l1, s1), (l0, s0) = out
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    for (a1, v1, p1), (a0, v0, p0) in zip(s1, s0):
+        assert torch.equal(a1, a0)
+        torch.testing.assert_close(v1, v0, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p1, p0, rtol=1e-5, atol=1e-5)
 
 
 def test_batches_with_few_duplicates_take_the_plain_rows() -> None:
