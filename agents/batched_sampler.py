@@ -118,6 +118,7 @@ class BatchedJobShopSampler:
         self.first, self.rest = heads.actor[0], heads.actor[1:]
         self.per_action_dim = heads.per_action_dim
         self.scorer = policy.action_net.linear
+        self._prepare_weights()
 
     # ------------------------------------------------------------------------------------------
     # observation
@@ -171,7 +172,8 @@ class BatchedJobShopSampler:
     chunk_nodes = 2048
 
     def _prepare_weights(self) -> None:
-        """Transposed, contiguous copies of the GIN weights (for ``addmm`` into preallocated rows)."""
+        """Transposed, contiguous copies of the GIN weights (for ``addmm`` into preallocated rows); a
+        snapshot: build a new sampler after the policy's weights change."""
         self._w = [[(lin.weight.detach().t().contiguous(), lin.bias.detach()) for lin in conv.nn.lins]
                    for conv in self.convs]
         self._eps = [float(conv.eps) for conv in self.convs]
@@ -239,8 +241,6 @@ class BatchedJobShopSampler:
 
     def logits(self, state: BatchJobShopState, rows: np.ndarray, mask: np.ndarray, now: np.ndarray) -> torch.Tensor:
         """``(b, J)`` masked logits (invalid actions at -1e8) of episodes ``rows`` (float32)."""
-        if not hasattr(self, "_w"):
-            self._prepare_weights()
         b = rows.size
         O = state.n_ops
         per = max(1, self.chunk_nodes // O)
