@@ -5,6 +5,7 @@
     python scripts/bench_llmserve.py --no-knee --overload   # + 4-replica knee, goodput under overload
                                                             #   per admission rule, decisions per CPU-s
     python scripts/bench_llmserve.py --only-overload        # only that section
+    python scripts/bench_llmserve.py --only-overload --plot outputs/bench   # + goodput-against-load figures
     python scripts/bench_llmserve.py --only-prefix          # prefix caching: hit rate, TTFT, routers
 
 The overload, SLO-class and prefix sections run the default scheduler (``vllm_v1``); the capacity
@@ -119,10 +120,17 @@ class _TimedRule:
         return out
 
 
-def overload(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, validate_runs: bool = True) -> None:
+def _row(instance_set: str, inst, policy: str, m: dict) -> dict:
+    """One episode as a leaderboard-style row for :func:`schedgym.evaluation.plots.llmserve_goodput_vs_load`."""
+    return {"domain": "llmserve", "instance_set": instance_set, "instance": inst.name, "policy": policy,
+            "metrics": {"goodput_rps": m["goodput_rps"]}}
+
+
+def overload(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, validate_runs: bool = True,
+             rows: list[dict] | None = None) -> None:
     """The 4-replica knee, goodput per load multiple for each admission rule (mean over ``seeds``),
     the bars of issue 13 and the decision rates (inline rules, and the envs with their graph
-    observation)."""
+    observation). Each episode is appended to ``rows`` (for the goodput-against-load figure)."""
     from schedgym.baselines.llm_admission import make_rule
     from schedgym.envs.llmserve.metrics import metrics
     from schedgym.envs.llmserve.sim import Simulator
@@ -160,6 +168,8 @@ def overload(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, validate_runs: b
                 m = metrics(inst, sol)
                 g.append(m["goodput_rps"])
                 rj.append(m["rejected_rate"])
+                if rows is not None:
+                    rows.append(_row("azure_conv_overload_bench", inst, label, m))
                 if timed is not None:
                     sp = speed.setdefault(label, [0.0, 0.0, 0.0, 0.0])
                     sp[0] += timed.calls
@@ -200,8 +210,9 @@ MIXED_POLICIES = (("fcfs + round robin", "round_robin", None, None, {}),
                   ("adm_slo_classes", "least_outstanding", "priority", "slo", {"protect": "tightest"}))
 
 
-def mixed_classes(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000) -> None:
-    """Goodput and per-class SLO attainment on the mixed scenario at 1.0x .. 2.0x its knee."""
+def mixed_classes(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000, rows: list[dict] | None = None) -> None:
+    """Goodput and per-class SLO attainment on the mixed scenario at 1.0x .. 2.0x its knee (each
+    episode appended to ``rows``)."""
     from schedgym.baselines.llm_admission import make_rule
     from schedgym.baselines.llm_queue import queue_key
     from schedgym.envs.llmserve.metrics import metrics
@@ -225,6 +236,8 @@ def mixed_classes(seeds: tuple[int, ...] = (0, 1, 2), n: int = 1000) -> None:
                                admission=make_rule(rule, **opts) if rule else None)
                 m = metrics(inst, sol, tbt=False)
                 g.append(m["goodput_rps"])
+                if rows is not None:
+                    rows.append(_row("mixed_overload_bench", inst, label, m))
                 a0.append(m["slo_attainment_interactive"])
                 a1.append(m["slo_attainment_batch"])
             cells.append(f"{np.mean(g):6.2f} [{np.mean(a0):.2f} / {np.mean(a1):.2f}]")
@@ -300,13 +313,22 @@ def main() -> None:
     ap.add_argument("--overload", action="store_true", help="add the 4-replica knee and overload section")
     ap.add_argument("--only-overload", action="store_true", help="run only the overload section")
     ap.add_argument("--only-prefix", action="store_true", help="run only the prefix-caching section")
+    ap.add_argument("--plot", metavar="DIR", help="with --only-overload: write the goodput-against-load figures "
+                    "(one per scenario, evaluation/plots.py::llmserve_goodput_vs_load) to DIR")
     args = ap.parse_args()
     if args.only_prefix:
         prefix_caching()
         return
     if args.only_overload:
-        overload()
-        mixed_classes()
+        rows: list[dict] = []
+        overload(rows=rows)
+        mixed_classes(rows=rows)
+        if args.plot:
+            from schedgym.evaluation.plots import llmserve_goodput_vs_load
+
+            Path(args.plot).mkdir(parents=True, exist_ok=True)
+            for path in llmserve_goodput_vs_load(rows, [], Path(args.plot)):
+                print(f"wrote {path}")
         return
     t0 = time.perf_counter()
     from schedgym.envs.llmserve.profiles import latency_model
