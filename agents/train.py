@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 import schedgym  # noqa: F401  (registers the env ids)
 from schedgym.agents.checkpoint import save_policy
 from schedgym.agents.malloc_tuning import keep_freed_memory
+from schedgym.agents.rollout_buffer import DirectDictRolloutBuffer
 
 
 def make_env_fn(env_id: str, env_kwargs: dict[str, Any], seed: int, rank: int) -> Callable[[], gym.Env]:
@@ -285,6 +286,9 @@ def train(
         model = MaskablePPO.load(last, env=vec, device=device, tensorboard_log=tb)
         print(f"resumed from {last} at {model.num_timesteps} steps")
     else:
+        if isinstance(vec.observation_space, gym.spaces.Dict) and "rollout_buffer_class" not in algo_kwargs:
+            # the same minibatches without the flat copy of the observations (agents/rollout_buffer.py)
+            algo_kwargs = {**algo_kwargs, "rollout_buffer_class": DirectDictRolloutBuffer}
         model = MaskablePPO(policy_class, vec, seed=seed, verbose=0, device=device, tensorboard_log=tb,
                             policy_kwargs=policy_kwargs, **algo_kwargs)
     throughput = ThroughputCallback(update_threads)

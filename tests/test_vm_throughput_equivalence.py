@@ -153,3 +153,36 @@ def test_distribution_is_sb3s_masked_distribution() -> None:
     assert isinstance(got.distribution, MaskableCategorical)
     assert torch.equal(got.distribution.logits, ref_logits)
     assert torch.equal(got.distribution.masks, torch.as_tensor(masks))
+
+
+def test_direct_rollout_buffer_gives_the_same_minibatches() -> None:
+    """DirectDictRolloutBuffer (no flat copy of the observations) yields sb3-contrib's minibatches."""
+    from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer
+
+    from schedgym.agents.rollout_buffer import DirectDictRolloutBuffer
+
+    space = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (5, 3), np.float32),
+                             "edge_index": gym.spaces.Box(0, 4, (2, 6), np.int64),
+                             "action_mask": gym.spaces.MultiBinary(4)})
+    n_steps, n_envs = 7, 3
+    rng = np.random.default_rng(0)
+    steps = [({k: np.stack([s.sample() for _ in range(n_envs)]) for k, s in space.spaces.items()},
+              rng.integers(0, 4, n_envs), rng.normal(size=n_envs).astype(np.float32), rng.random(n_envs) < 0.2,
+              torch.as_tensor(rng.normal(size=n_envs), dtype=torch.float32),
+              torch.as_tensor(rng.normal(size=n_envs), dtype=torch.float32), rng.random((n_envs, 4)) < 0.7)
+             for _ in range(n_steps)]
+    out = []
+    for cls in (MaskableDictRolloutBuffer, DirectDictRolloutBuffer):
+        buf = cls(n_steps, space, gym.spaces.Discrete(4), "cpu", gae_lambda=0.95, gamma=0.99, n_envs=n_envs)
+        for obs, act, rew, start, val, logp, masks in steps:
+            buf.add(obs, act, rew, start, val, logp, action_masks=masks)
+        buf.compute_returns_and_advantage(torch.zeros(n_envs), np.zeros(n_envs, dtype=bool))
+        np.random.seed(3)
+        out.append([b for epoch in range(2) for b in buf.get(batch_size=4)])
+    assert len(out[0]) == len(out[1]) == 2 * 6
+    for a, b in zip(*out):
+        assert a.observations.keys() == b.observations.keys()
+        for k in a.observations:
+            assert torch.equal(a.observations[k], b.observations[k]), k
+        for f in ("actions", "old_values", "old_log_prob", "advantages", "returns", "action_masks"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
