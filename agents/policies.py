@@ -8,8 +8,9 @@ over ``g``. Build it with ``features_extractor_class=PaddedGraphExtractor``.
 With ``dedup=True`` the SB3 entry points (``forward``, ``evaluate_actions``, ``get_distribution``,
 ``predict_values``: MaskablePPO's rollouts and updates) take a shortcut with the same outputs up to
 float rounding: the extractor's :meth:`~schedgym.agents.extractor.PaddedGraphExtractor.encode` runs
-the GNN once per class of nodes it necessarily embeds alike, and the actor scores the valid actions
-only, from those shared rows, without the dense ``(B, A * d)`` features. :func:`masked_logits`
+the GNN once per class of nodes it necessarily embeds alike (batches of at least ``dedup_min_batch``
+graphs: PPO minibatches; rollout steps of a few envs skip the class refinement), and the actor scores
+the valid actions only, from those rows, without the dense ``(B, A * d)`` features. :func:`masked_logits`
 always takes the plain path.
 """
 
