@@ -34,7 +34,8 @@ class CandidateAttentionExtractor(SkipGraphExtractor):
         spaces = observation_space.spaces
         if "action_attr" not in spaces:
             raise ValueError("CandidateAttentionExtractor needs the action_attr observation key: build the "
-                             "job-shop env with candidate_features=true (env.train.env_kwargs and eval_env_kwargs)")
+                             "job-shop env with candidate_features=true (training: env.train.env_kwargs and eval_env_kwargs; "
+                             "scripts/evaluate.py: +env.kwargs.candidate_features=true)")
         self.n_attr = spaces["action_attr"].shape[1]
         super().__init__(observation_space, skip_dim=skip_dim, **kwargs)
         d = self.per_action_dim
