@@ -104,3 +104,34 @@ def test_logits_do_not_depend_on_the_padding_and_attention_mixes_candidates() ->
         p_s = masked_logits(plain, _stack([o_s]), i_s["action_mask"][None])[0]
         p_o = masked_logits(plain, _stack([other]), i_s["action_mask"][None])[0]
     assert float(p_o[valid[0]]) == pytest.approx(float(p_s[valid[0]]), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_candidate_recipe_trains_selects_and_evaluates(tmp_path) -> None:
+    """experiment=sls_jobshop_v2, shrunk: self-labeling with candidate features and attention, held-out
+    selection, a checkpoint that records candidate_features, and evaluate.py runs it with the
+    env keyword (and refuses clearly without it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    r = subprocess.run([sys.executable, str(root / "scripts" / "train.py"), "experiment=sls_jobshop_v2",
+                        "logger=tensorboard", "progress_bar=false", "agent.algo.iterations=2", "agent.algo.samples=3",
+                        "agent.algo.eval_every=2", "env.train.eval_env_kwargs.instance=[ft06]",
+                        "env.train.eval_episodes=1", f"hydra.run.dir={tmp_path}"],
+                       capture_output=True, text=True, cwd=root, env=env, timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    payload = torch.load(tmp_path / "best_policy.pt", weights_only=False)
+    assert payload["env_kwargs"]["candidate_features"] is True and payload["meta"]["iteration"] == 2
+    base = [sys.executable, str(root / "scripts" / "evaluate.py"), "env=jobshop", "names=[ft06]", "policy=ppo_gnn",
+            f"policy.checkpoint={tmp_path / 'best_policy.pt'}"]
+    ok = subprocess.run(base + ["+env.kwargs.candidate_features=true", f"hydra.run.dir={tmp_path / 'ev'}"],
+                        capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    assert "ft06" in (tmp_path / "ev" / "results.csv").read_text()
+    bad = subprocess.run(base + [f"hydra.run.dir={tmp_path / 'ev2'}"], capture_output=True, text=True, cwd=root,
+                         env=env, timeout=300)
+    assert "candidate_features=true" in (tmp_path / "ev2" / "results.csv").read_text() + bad.stdout + bad.stderr
