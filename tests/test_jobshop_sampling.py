@@ -13,7 +13,6 @@ from schedgym.agents.batched_sampler import BatchedJobShopSampler, supports
 from schedgym.agents.policies import masked_logits
 from schedgym.agents.trained import SampledPolicySolver, TrainedPolicy, _obs_to_tensor
 from schedgym.envs.core.domain import get_domain
-from schedgym.envs.core.episode import env_kwargs_for_agent, run_episode
 from schedgym.envs.jobshop.batch_state import BatchJobShopState
 from schedgym.envs.jobshop.env import JobShopEnv
 from schedgym.envs.jobshop.instances import load_instance
@@ -113,25 +112,6 @@ def test_logits_equal_the_policy_forward_pass(name: str) -> None:
     assert steps > 10
 
 
-def _greedy_makespan(name: str) -> int:
-    domain = get_domain("jobshop")
-    agent = TrainedPolicy()
-    env_kwargs = env_kwargs_for_agent({"scheme": None, "reward": "lb"}, agent)
-    res = run_episode(domain, domain.load(name), agent, seed=0, env_kwargs=env_kwargs)
-    assert res.status == "ok", res.error
-    return int(res.metrics["makespan"])
-
-
-@pytest.mark.parametrize("name", ["ft10", "ta01"])
-def test_greedy_episode_is_the_trained_policy(name: str) -> None:
-    inst = load_instance(name)
-    solver = SampledPolicySolver(samples=1, domain="jobshop")
-    assert solver._batched_sampler(get_domain("jobshop"), inst, "makespan") is not None
-    sol = solver.solve(inst)
-    validate(inst, sol)
-    assert int(sol.makespan(inst)) == _greedy_makespan(name)
-
-
 def test_batched_and_generic_solvers_agree() -> None:
     """Same seed, same draws: the same softmax, sampled in the same order, gives the same episodes
     (the generic loop over gymnasium envs is the reference)."""
@@ -142,7 +122,7 @@ def test_batched_and_generic_solvers_agree() -> None:
     assert np.array_equal(fast.start, slow.start) and np.array_equal(fast.machine, slow.machine)
 
 
-def test_sampled_episodes_are_valid_seeded_and_explore() -> None:
+def test_sampled_episodes_are_valid_seeded_and_explore(jobshop_greedy_makespan) -> None:
     inst = load_instance("la16")
     agent = TrainedPolicy()
     env = get_domain("jobshop").make_env(inst, **agent.env_kwargs)
@@ -154,7 +134,7 @@ def test_sampled_episodes_are_valid_seeded_and_explore() -> None:
     for k in range(12):
         validate(inst, a.solution(k))
     makespans = a.end.max(axis=1)
-    assert makespans[0] == _greedy_makespan("la16")
+    assert makespans[0] == jobshop_greedy_makespan("la16")
     assert len(set(makespans.tolist())) > 1
     sol, best = sampler.best(a)
     assert best == makespans.min() and int(sol.makespan(inst)) == best

@@ -7,39 +7,32 @@ import numpy as np
 import pytest
 
 import schedgym.agents.trained as trained
-from schedgym.agents.trained import SampledPolicySolver, TrainedPolicy
+from schedgym.agents.trained import SampledPolicySolver
 from schedgym.envs.core.domain import get_domain
-from schedgym.envs.core.episode import env_kwargs_for_agent, run_episode
 from schedgym.envs.jobshop.instances import load_instance
 from schedgym.envs.jobshop.validate import validate
 
 
-def _greedy_makespan(name: str) -> int:
-    domain = get_domain("jobshop")
-    agent = TrainedPolicy()
-    env_kwargs = env_kwargs_for_agent({"scheme": None, "reward": "lb"}, agent)
-    res = run_episode(domain, domain.load(name), agent, seed=0, env_kwargs=env_kwargs)
-    assert res.status == "ok", res.error
-    return int(res.metrics["makespan"])
-
-
-@pytest.mark.parametrize("name", ["ft10", "la16"])
-def test_first_sample_is_the_greedy_policy(name: str) -> None:
+@pytest.mark.parametrize("name", ["ft10", "la16", "ta01"])
+def test_first_sample_is_the_greedy_policy(name: str, jobshop_greedy_makespan) -> None:
+    """The lock-step batched sampler applies to the shipped policy and its first episode is greedy."""
     inst = load_instance(name)
-    sol = SampledPolicySolver(samples=1, domain="jobshop").solve(inst)
+    solver = SampledPolicySolver(samples=1, domain="jobshop")
+    assert solver._batched_sampler(get_domain("jobshop"), inst, "makespan") is not None
+    sol = solver.solve(inst)
     validate(inst, sol)
     assert sol.meta["samples"] == 1
-    assert int(sol.makespan(inst)) == _greedy_makespan(name)
+    assert int(sol.makespan(inst)) == jobshop_greedy_makespan(name)
 
 
-def test_same_seed_same_result_and_valid() -> None:
+def test_same_seed_same_result_and_valid(jobshop_greedy_makespan) -> None:
     inst = load_instance("la16")
     a = SampledPolicySolver(samples=12, batch_size=5, seed=3, domain="jobshop").solve(inst)
     b = SampledPolicySolver(samples=12, batch_size=5, seed=3, domain="jobshop").solve(inst)
     validate(inst, a)
     assert np.array_equal(a.start, b.start) and np.array_equal(a.machine, b.machine)
     assert a.meta["samples"] == 12
-    assert a.makespan(inst) <= _greedy_makespan("la16")  # the greedy episode is one of the 12
+    assert a.makespan(inst) <= jobshop_greedy_makespan("la16")  # the greedy episode is one of the 12
 
 
 def test_every_sampled_solution_is_valid_and_samples_differ(monkeypatch) -> None:
