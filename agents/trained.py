@@ -32,7 +32,8 @@ from schedgym.envs.core.errors import PolicyDomainError
 #: env keywords that change what a policy observes; a checkpoint's values are always used (LLM
 #: serving: ``mode`` picks the routing or queue env, ``admission="agent"`` adds the admission actions,
 #: ``router`` routes the arrivals a queue policy sees, ``queue_order`` orders each replica's queue)
-OBSERVATION_KWARGS = ("time_origin", "action_mode", "mode", "admission", "router", "queue_order")
+OBSERVATION_KWARGS = ("time_origin", "action_mode", "mode", "admission", "router", "queue_order",
+                      "candidate_features")
 
 
 def _checkpoint_domains(checkpoint: str | None) -> tuple[str, ...] | None:
