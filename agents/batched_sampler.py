@@ -31,9 +31,15 @@ and an episode has ``O`` decisions. What this module removes is the per-step ove
 per-episode Python stepping.
 
 Supported: ``schedgym/JobShop-v0`` checkpoints with ``scheme="non_delay"`` (either ``time_origin``)
-and a :class:`~schedgym.agents.policies.GraphPointerPolicy` over the plain GIN
-:class:`~schedgym.agents.extractor.PaddedGraphExtractor` (no edge features). :func:`supports` says
-whether a configuration is; the solver falls back to its generic loop otherwise.
+and a :class:`~schedgym.agents.policies.GraphPointerPolicy` over a GIN (no edge features)
+:class:`~schedgym.agents.extractor.PaddedGraphExtractor`, its
+:class:`~schedgym.agents.skip_extractor.SkipGraphExtractor` (each action's row also carries
+``relu(W x(node))``) or the :class:`~schedgym.agents.candidate_extractor.CandidateAttentionExtractor`
+(the skip input adds the action's candidate context features, which
+:meth:`BatchJobShopState.candidate_features` computes for the batch exactly as the env's
+``action_attr``, then self-attention among each graph's valid candidates, run by the checkpoint's own
+attention modules on ``(b, J, d)`` rows with zero rows for the invalid actions, as in the extractor).
+:func:`supports` says whether a configuration is; the solver falls back to its generic loop otherwise.
 """
 
 from __future__ import annotations
@@ -56,8 +62,10 @@ INVALID_LOGIT = -1e8
 
 def supports(policy: Any, env: Any) -> bool:
     """Whether :class:`BatchedJobShopSampler` computes this policy on this (unwrapped) env."""
+    from schedgym.agents.candidate_extractor import CandidateAttentionExtractor
     from schedgym.agents.extractor import PaddedGraphExtractor
     from schedgym.agents.policies import GraphPointerPolicy, PointerHeads, SharedScorer
+    from schedgym.agents.skip_extractor import SkipGraphExtractor
     from schedgym.envs.jobshop.env import JobShopEnv
 
     if type(env) is not JobShopEnv or env.scheme != "non_delay" or env.instance is None:
@@ -65,7 +73,10 @@ def supports(policy: Any, env: Any) -> bool:
     if env.instance.is_flexible or env.time_origin not in ("zero", "now"):
         return False
     fe = getattr(policy, "pi_features_extractor", None)
-    return (isinstance(policy, GraphPointerPolicy) and type(fe) is PaddedGraphExtractor
+    kinds = (PaddedGraphExtractor, SkipGraphExtractor, CandidateAttentionExtractor)
+    if type(fe) not in kinds or (type(fe) is CandidateAttentionExtractor and not env.candidate_features):
+        return False
+    return (isinstance(policy, GraphPointerPolicy)
             and fe.gnn_kind == "gin" and not fe.use_edge_attr and not fe.pair and fe.n_globals == 4
             and isinstance(policy.mlp_extractor, PointerHeads) and isinstance(policy.action_net, SharedScorer))
 
@@ -105,8 +116,9 @@ class BatchedJobShopSampler:
 
     def __init__(self, policy: Any, env: Any):
         if not supports(policy, env):
-            raise ValueError("BatchedJobShopSampler needs a GIN GraphPointerPolicy and a classic JobShop-v0 env "
-                             "with scheme='non_delay'; use SampledPolicySolver's generic loop otherwise")
+            raise ValueError("BatchedJobShopSampler needs a GIN GraphPointerPolicy (plain, skip or candidate-attention "
+                             "extractor) and a classic JobShop-v0 env with scheme='non_delay' (candidate_features=True "
+                             "for a candidate-attention policy); use SampledPolicySolver's generic loop otherwise")
         self.policy = policy
         self.instance: JobShopInstance = env.instance
         self.static = _static_of(env)
@@ -118,6 +130,11 @@ class BatchedJobShopSampler:
         self.first, self.rest = heads.actor[0], heads.actor[1:]
         self.per_action_dim = heads.per_action_dim
         self.scorer = policy.action_net.linear
+        #: SkipGraphExtractor / CandidateAttentionExtractor: the projection of each action's raw input
+        self.skip = getattr(fe, "skip", None)
+        #: CandidateAttentionExtractor: the action's candidate context features join its node row
+        self.candidate_features = hasattr(fe, "attention")
+        self.attention = list(zip(fe.attention, fe.norms)) if self.candidate_features else []
         self._prepare_weights()
 
     # ------------------------------------------------------------------------------------------
@@ -245,7 +262,7 @@ class BatchedJobShopSampler:
         O = state.n_ops
         per = max(1, self.chunk_nodes // O)
         last = self.convs[-1].nn.lins[-1]
-        pooled, cand = [], []
+        pooled, cand, raw = [], [], []
         bi, jobs = np.nonzero(mask)
         ops = state.next_op[rows[bi], jobs]
         for lo in range(0, b, per):
@@ -255,15 +272,45 @@ class BatchedJobShopSampler:
             pooled.append(torch.cat([last(u.sum(1) / O), torch.from_numpy(g)], dim=-1))
             sel = (bi >= lo) & (bi < hi)
             cand.append(u[torch.from_numpy(bi[sel] - lo), torch.from_numpy(ops[sel])])
+            if self.skip is not None:
+                raw.append(torch.from_numpy(x[bi[sel] - lo, ops[sel]]))
         graph = torch.relu(self.global_proj(torch.cat(pooled)))  # (b, d)
         a = last(torch.cat(cand))  # (K, d) the valid actions' node rows
+        bi_t, jobs_t = torch.from_numpy(bi), torch.from_numpy(jobs)
+        if self.skip is not None:
+            a = torch.cat([a, self._skip_rows(torch.cat(raw), state, rows, mask, now)], dim=-1)
+        if self.attention:
+            a = self._attend(a, bi_t, jobs_t, torch.from_numpy(mask), state.n_jobs)
         d = self.per_action_dim
         gz = F.linear(graph, self.first.weight[:, d:], self.first.bias)
-        bi_t = torch.from_numpy(bi)
         scores = self.scorer(self.rest(F.linear(a, self.first.weight[:, :d]) + gz.index_select(0, bi_t)))
         out = torch.full((b, state.n_jobs), INVALID_LOGIT, dtype=scores.dtype)
-        out[bi_t, torch.from_numpy(jobs)] = scores.squeeze(1)
+        out[bi_t, jobs_t] = scores.squeeze(1)
         return out
+
+    def _skip_rows(self, x_rows: torch.Tensor, state: BatchJobShopState, rows: np.ndarray, mask: np.ndarray,
+                   now: np.ndarray) -> torch.Tensor:
+        """(K, skip_dim) ``relu(skip([x(node) (|| action_attr)]))`` of the valid actions (the skip part
+        of :class:`~schedgym.agents.skip_extractor.SkipGraphExtractor`'s per-action features)."""
+        if self.candidate_features:
+            attr = state.candidate_features(rows, mask, now, self.static.time_scale)
+            x_rows = torch.cat([x_rows, torch.from_numpy(attr)], dim=-1)
+        return torch.relu(self.skip(x_rows))
+
+    def _attend(self, a: torch.Tensor, bi: torch.Tensor, jobs: torch.Tensor, mask: torch.Tensor,
+                n_jobs: int) -> torch.Tensor:
+        """The valid actions' rows ``a`` (K, d) after the candidate attention of
+        :class:`~schedgym.agents.candidate_extractor.CandidateAttentionExtractor`, computed as there on
+        ``(b, J, d)`` rows with zero rows for the invalid actions (every row here has a valid action)."""
+        b = mask.shape[0]
+        dense = a.new_zeros(b, n_jobs, a.shape[1])
+        dense[bi, jobs] = a
+        ignore = ~mask
+        keep = mask.unsqueeze(-1).to(a.dtype)
+        for attn, norm in self.attention:
+            y, _ = attn(dense, dense, dense, key_padding_mask=ignore, need_weights=False)
+            dense = norm(dense + y) * keep
+        return dense[bi, jobs]
 
     # ------------------------------------------------------------------------------------------
     # sampling

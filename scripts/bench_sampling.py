@@ -1,7 +1,8 @@
-"""Sampling-cost benchmark of the shipped job-shop policy: best of 128 on one CPU thread (a benchmark, not a test).
+"""Sampling-cost benchmark of a job-shop policy (default: the shipped one): best of 128 on one CPU thread (a benchmark, not a test).
 
     python scripts/bench_sampling.py                        # ta01 15x15, ta21 20x20, ta41 30x20, ta61 50x20, ta71 100x20
     python scripts/bench_sampling.py --sizes 15x15,20x20 --samples 128
+    python scripts/bench_sampling.py --checkpoint <run>/best_policy.pt   # another checkpoint (e.g. a candidate-attention one)
 
 For one Taillard instance per size, runs ``SampledPolicySolver`` (what ``policy=ppo_gnn
 policy.samples=128`` builds: one greedy and 127 sampled episodes in lock-step, by the vectorised
@@ -29,9 +30,11 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_row(size: str, samples: int = 128, seed: int = 0, batched: bool = True) -> dict[str, Any]:
-    """Best of ``samples`` episodes of the shipped job-shop policy on the ``size`` Taillard instance
-    (``batched=False``: the generic loop over gymnasium envs instead of the vectorised sampler)."""
+def bench_row(size: str, samples: int = 128, seed: int = 0, batched: bool = True,
+              checkpoint: str | None = None) -> dict[str, Any]:
+    """Best of ``samples`` episodes of the job-shop policy ``checkpoint`` (default: the shipped one) on
+    the ``size`` Taillard instance (``batched=False``: the generic loop over gymnasium envs instead of
+    the vectorised sampler)."""
     import schedgym.agents.trained as trained
     from schedgym.agents.batched_sampler import BatchedJobShopSampler
     from schedgym.envs.jobshop.instances import load_instance
@@ -39,7 +42,7 @@ def bench_row(size: str, samples: int = 128, seed: int = 0, batched: bool = True
     from schedgym.envs.jobshop.validate import validate
 
     inst = load_instance(INSTANCES[size])
-    solver = trained.SampledPolicySolver(samples=samples, seed=seed, domain="jobshop", batched=batched)
+    solver = trained.SampledPolicySolver(checkpoint, samples=samples, seed=seed, domain="jobshop", batched=batched)
     fwd = {"cpu_s": 0.0, "calls": 0}
     real = trained.masked_logits
 
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--generic", action="store_true",
                     help="the generic loop over gymnasium envs instead of the vectorised batched sampler")
+    ap.add_argument("--checkpoint", default=None, help="job-shop checkpoint (default: the shipped jobshop_gnn.pt)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'forwards':>8s} {'cpu_ms/op':>9s} {'makespan':>8s}", flush=True)
     rows = []
     for size in sizes:
-        r = bench_row(size, args.samples, batched=not args.generic)
+        r = bench_row(size, args.samples, batched=not args.generic, checkpoint=args.checkpoint)
         rows.append(r)
         print(f"{r['size']:7s} {r['instance']:5s} {r['ops']:5d} {r['samples']:7d} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
               f"{r['forward_cpu_s']:9.2f} {r['forwards']:8d} {1e3 * r['cpu_s'] / r['ops']:9.2f} {r['makespan']:8d}",

@@ -25,7 +25,8 @@ class BatchJobShopState:
     Arrays (row ``b`` is episode ``b``): ``next_op`` (B, J), ``job_ready`` (B, J), ``mach_ready``
     (B, M), ``start``/``end`` (B, O) (-1 while unscheduled), ``mach_prev``/``mach_next`` (B, O) (the
     neighbours of each scheduled operation in its machine's sequence, -1 for none), ``n_scheduled``
-    (B,).
+    (B,), ``mach_work``/``mach_count`` (B, M) (the unscheduled processing time and operation count of
+    each machine: the machine-load inputs of :meth:`candidate_features`).
     """
 
     def __init__(self, instance: JobShopInstance, batch: int):
@@ -56,6 +57,9 @@ class BatchJobShopState:
         self.mach_prev = np.full((B, O), -1, dtype=np.int64)
         self.mach_next = np.full((B, O), -1, dtype=np.int64)
         self.n_scheduled = np.zeros(B, dtype=np.int64)
+        self.mach_work = np.broadcast_to(np.bincount(self.op_machine, weights=self.op_proc, minlength=M)
+                                         .astype(np.int64), (B, M)).copy()
+        self.mach_count = np.broadcast_to(np.bincount(self.op_machine, minlength=M).astype(np.int64), (B, M)).copy()
         self._rows = np.arange(B)
 
     @property
@@ -115,6 +119,63 @@ class BatchJobShopState:
         self.mach_ready[r, m] = np.maximum(self.mach_ready[r, m], e)
         self.next_op[r, jobs] = o + 1
         self.n_scheduled += 1
+        self.mach_work[r, m] -= self.op_proc[o]
+        self.mach_count[r, m] -= 1
+
+    def candidate_features(self, rows: np.ndarray, mask: np.ndarray, now: np.ndarray,
+                           time_scale: float) -> np.ndarray:
+        """``(K, N_CANDIDATE_FEATURES)`` float32 context features of the valid actions of episodes
+        ``rows``, one row per ``True`` of ``mask`` (b, J) in ``np.nonzero`` order; ``now`` (b,) the
+        rows' decision times, ``time_scale`` the env's (time units). The same numbers as
+        :func:`schedgym.envs.jobshop.candidate_features.candidate_features` (the env's ``action_attr``
+        with ``candidate_features=True``) computes for each episode, in the same float64 arithmetic
+        (the per-machine sums are integers here, maintained as operations are scheduled)."""
+        from schedgym.envs.jobshop.candidate_features import N_CANDIDATE_FEATURES
+
+        J, M = self.n_jobs, self.n_machines
+        bi, jobs = np.nonzero(mask)
+        K = bi.size
+        out = np.zeros((K, N_CANDIDATE_FEATURES), dtype=np.float32)
+        if not K:
+            return out
+        b = mask.shape[0]
+        ts = float(time_scale)
+        r = rows[bi]
+        o = self.next_op[r, jobs]
+        mach = self.op_machine[o]
+        p = self.op_proc[o].astype(np.float64)
+        mwork_all = self.mach_work[rows]  # (b, M) int64
+        mwork = mwork_all[bi, mach].astype(np.float64)
+        mcount = self.mach_count[r, mach].astype(np.float64)
+        est = np.maximum(self.job_ready[r, jobs], self.mach_ready[r, mach]).astype(np.float64)
+        t = now[bi]
+        rem_work = (self.cum[self.job_end[jobs]] - self.cum[o]).astype(np.float64)
+        rem_ops = (self.job_end[jobs] - o).astype(np.float64)
+        slot = bi * M + mach
+        cand_on = np.bincount(slot, minlength=b * M).astype(np.float64)[slot]
+        pmin = np.full(b * M, np.inf)
+        np.minimum.at(pmin, slot, p)
+        rmax = np.zeros(b)
+        np.maximum.at(rmax, bi, rem_work)
+        wmax = mwork_all.max(axis=1).astype(np.float64)
+        has_next = o + 1 < self.job_end[jobs]
+        nmach = self.op_machine[np.where(has_next, o + 1, 0)]
+        feats = np.stack([
+            p / max(1, self.instance.max_proc),
+            (est - t) / ts,
+            (est + p - t) / ts,
+            rem_ops / max(1, M),
+            mwork / ts,
+            mcount / max(1, J),
+            cand_on / max(1, J),
+            rem_work / np.maximum(1.0, rmax[bi]),
+            mwork / np.maximum(1.0, wmax[bi]),
+            np.minimum(p / np.maximum(1.0, pmin[slot]) - 1.0, 4.0),
+            np.where(has_next, mwork_all[bi, nmach] / ts, 0.0),
+            np.where(has_next, np.maximum(self.mach_ready[r, nmach] - t, 0) / ts, 0.0),
+        ], axis=-1)
+        out[:] = feats
+        return out
 
     def solution(self, b: int) -> JobShopSolution:
         """Episode ``b``'s schedule (complete once :attr:`done`), as ``JobShopState.solution()``."""
