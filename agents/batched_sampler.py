@@ -121,6 +121,8 @@ class BatchedJobShopSampler:
                              "for a candidate-attention policy); use SampledPolicySolver's generic loop otherwise")
         self.policy = policy
         self.instance: JobShopInstance = env.instance
+        #: the env's action count (its padded job count): the width of the env loop's sampling draws
+        self.n_actions = int(env.n_actions)
         self.static = _static_of(env)
         fe = policy.pi_features_extractor
         self.reverse_edges = bool(fe.reverse_edges)
@@ -315,17 +317,34 @@ class BatchedJobShopSampler:
     # ------------------------------------------------------------------------------------------
     # sampling
     # ------------------------------------------------------------------------------------------
-    def run(self, k: int, generator: torch.Generator, greedy_first: bool = True) -> BatchJobShopState:
+    def run(self, k: int, generator: torch.Generator, greedy_first: bool = True,
+            draw_all: bool = False) -> BatchJobShopState:
         """``k`` complete episodes; episode 0 is greedy when ``greedy_first`` (argmax of its logits),
-        the others sample from the softmax of theirs. Returns the finished batch state."""
+        the others sample from the softmax of theirs. Returns the finished batch state.
+
+        ``draw_all``: each step draws one ``torch.multinomial`` sample for every episode from a
+        ``(k, n_actions)`` probability matrix, the episodes without a choice included (their rows
+        one-hot), as :func:`schedgym.agents.self_labeling.sample_solutions` does over its envs: the
+        same generator calls on the same shapes, so the same draws (the episodes with a choice still
+        take the only forward pass). Otherwise only the episodes with a choice draw, as
+        ``SampledPolicySolver``'s generic loop does."""
         state = BatchJobShopState(self.instance, k)
         with torch.inference_mode():
             while not state.done:
                 mask, now = state.masks()
                 actions = mask.argmax(axis=1)
                 choose = np.flatnonzero(mask.sum(axis=1) > 1)
-                if choose.size:
-                    logits = self.logits(state, choose, mask[choose], now[choose])
+                logits = self.logits(state, choose, mask[choose], now[choose]) if choose.size else None
+                if draw_all:
+                    probs = torch.zeros(k, self.n_actions)
+                    probs[torch.from_numpy(np.arange(k)), torch.from_numpy(actions)] = 1.0
+                    if logits is not None:
+                        probs[torch.from_numpy(choose), : state.n_jobs] = torch.softmax(logits, -1)
+                    sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                    if greedy_first and logits is not None and choose[0] == 0:
+                        sampled[0] = torch.argmax(logits[0])
+                    actions = sampled.numpy()
+                elif logits is not None:
                     sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
                     if greedy_first and choose[0] == 0:
                         sampled[0] = torch.argmax(logits[0])
@@ -338,3 +357,56 @@ class BatchedJobShopSampler:
         makespans = state.end.max(axis=1)
         b = int(np.argmin(makespans))
         return state.solution(b), int(makespans[b])
+
+
+def sample_labels(policy: Any, env: Any, instance: Any, seed: int, k: int, generator: torch.Generator,
+                  objective: str) -> tuple[float, list[dict], list[np.ndarray], list[int], list[float]] | None:
+    """:func:`schedgym.agents.self_labeling.sample_solutions` for ``k`` episodes of a job-shop instance,
+    run by :class:`BatchedJobShopSampler` (``draw_all``: the same generator draws), or None where the
+    sampler does not compute this policy on this env (any env that is not a classic non-delay
+    ``JobShop-v0`` is left untouched) or the objective is not the makespan.
+
+    Returns what ``sample_solutions`` returns: the best episode's (makespan, observations, action
+    masks, actions), recorded by replaying its actions in ``env`` (reset with ``seed`` plus its
+    index, as ``sample_solutions`` resets its envs), and the makespans of all ``k`` episodes. Up to
+    the float rounding of the logits (a draw or argmax between near-equal probabilities could differ)
+    these are the env loop's episodes."""
+    from schedgym.envs.jobshop.env import JobShopEnv
+
+    if objective != "makespan" or type(env.unwrapped) is not JobShopEnv:
+        return None
+    env.reset(seed=seed, options={"instance": instance})
+    unwrapped = env.unwrapped
+    if getattr(unwrapped, "objective_metric", None) not in (None, "makespan") or not supports(policy, unwrapped):
+        return None
+    sampler = BatchedJobShopSampler(policy, unwrapped)
+    state = sampler.run(k, generator, greedy_first=True, draw_all=True)
+    makespans = state.end.max(axis=1)
+    best = int(np.argmin(makespans))
+    obs, info = env.reset(seed=seed + best, options={"instance": instance})
+    t_obs, t_mask, t_act = [], [], []
+    for a in state.job_sequence[best].tolist():
+        t_obs.append(obs)
+        t_mask.append(np.asarray(info["action_mask"], dtype=bool))
+        t_act.append(int(a))
+        obs, _, term, trunc, info = env.step(int(a))
+    if not term or float(info["metrics"]["makespan"]) != float(makespans[best]):
+        raise RuntimeError(f"{instance.name}: replaying the batched sampler's best episode in the env gave "
+                           f"{info.get('metrics', {}).get('makespan')}, not {makespans[best]} (the batch state "
+                           "and JobShopState disagree)")
+    return float(makespans[best]), t_obs, t_mask, t_act, [float(v) for v in makespans]
+
+
+def greedy_metrics(policy: Any, env: Any) -> dict[str, float] | None:
+    """The domain metrics (``info["metrics"]``) of the greedy episode of ``policy`` in ``env`` (a
+    job-shop env reset on its instance), run by :class:`BatchedJobShopSampler`; None where the sampler
+    does not compute this policy on this env (any env that is not a classic non-delay ``JobShop-v0``
+    is left untouched). The episode is the env loop's argmax episode up to the float rounding of the
+    logits (``tests/test_jobshop_candidate_sampling.py`` compares the makespans)."""
+    from schedgym.envs.jobshop.env import JobShopEnv
+
+    unwrapped = env.unwrapped
+    if type(unwrapped) is not JobShopEnv or unwrapped.instance is None or not supports(policy, unwrapped):
+        return None
+    state = BatchedJobShopSampler(policy, unwrapped).run(1, torch.Generator().manual_seed(0))
+    return unwrapped._metrics(state.solution(0))

@@ -25,7 +25,8 @@ class BatchJobShopState:
     Arrays (row ``b`` is episode ``b``): ``next_op`` (B, J), ``job_ready`` (B, J), ``mach_ready``
     (B, M), ``start``/``end`` (B, O) (-1 while unscheduled), ``mach_prev``/``mach_next`` (B, O) (the
     neighbours of each scheduled operation in its machine's sequence, -1 for none), ``n_scheduled``
-    (B,), ``mach_work``/``mach_count`` (B, M) (the unscheduled processing time and operation count of
+    (B,), ``job_sequence`` (B, O) (the job chosen at each step, -1 for steps not taken yet: the
+    episode's actions), ``mach_work``/``mach_count`` (B, M) (the unscheduled processing time and operation count of
     each machine: the machine-load inputs of :meth:`candidate_features`).
     """
 
@@ -57,6 +58,7 @@ class BatchJobShopState:
         self.mach_prev = np.full((B, O), -1, dtype=np.int64)
         self.mach_next = np.full((B, O), -1, dtype=np.int64)
         self.n_scheduled = np.zeros(B, dtype=np.int64)
+        self.job_sequence = np.full((B, O), -1, dtype=np.int64)
         self.mach_work = np.broadcast_to(np.bincount(self.op_machine, weights=self.op_proc, minlength=M)
                                          .astype(np.int64), (B, M)).copy()
         self.mach_count = np.broadcast_to(np.bincount(self.op_machine, minlength=M).astype(np.int64), (B, M)).copy()
@@ -118,6 +120,7 @@ class BatchJobShopState:
         self.job_ready[r, jobs] = e
         self.mach_ready[r, m] = np.maximum(self.mach_ready[r, m], e)
         self.next_op[r, jobs] = o + 1
+        self.job_sequence[r, self.n_scheduled] = jobs
         self.n_scheduled += 1
         self.mach_work[r, m] -= self.op_proc[o]
         self.mach_count[r, m] -= 1
