@@ -24,7 +24,9 @@ With ``samples=k > 0`` (a sampling planner, a search method rather than a rule) 
 draws ``k`` randomised plans (job keys and task priorities each multiplied by ``exp(sigma * z)``,
 ``z`` standard normal) and keeps the plan, the rule's included, of lowest *planned* sum of
 completion time minus arrival over the jobs known at that epoch (no knowledge of later jobs).
-Seeded: the same seed gives the same schedule. Times are in the instance's time units.
+Seeded: the same seed gives the same schedule. :func:`pilot_bound` is a clairvoyant search bound over
+the same decisions (it looks at later arrivals to choose, so it is not a policy). Times are in the
+instance's time units.
 """
 
 from __future__ import annotations
@@ -145,13 +147,55 @@ def replan_schedule(inst: GPUDagInstance, key: str = "srpt", samples: int = 0, s
         if samples:
             best_val = st.planned_sum_jct(best, a)
             for _ in range(samples):
-                kj = k * np.exp(sigma * rng.standard_normal(len(k)))
-                prio = st.rank * np.exp(sigma * rng.standard_normal(len(st.rank)))
-                cand = st.plan(a, jobs[np.lexsort((jobs, kj))], fixed, prio)
+                cand = _random_plan(st, a, jobs, k, fixed, rng, sigma, sigma)
                 val = st.planned_sum_jct(cand, a)
                 if val < best_val:
                     best, best_val = cand, val
         st.set_plan(best)
+    return st.solution()
+
+
+def _random_plan(st: ReplanState, a: float, jobs: np.ndarray, k: np.ndarray, fixed: np.ndarray,
+                 rng: np.random.Generator, sigma_job: float, sigma_task: float) -> tuple[np.ndarray, ...]:
+    """A randomised plan at epoch ``a``: job keys x exp(sigma_job z), upward ranks x exp(sigma_task z)."""
+    kj = k * np.exp(sigma_job * rng.standard_normal(len(k)))
+    prio = st.rank * np.exp(sigma_task * rng.standard_normal(len(st.rank)))
+    return st.plan(a, jobs[np.lexsort((jobs, kj))], fixed, prio)
+
+
+def _rule_completion(st: ReplanState, plan: tuple[np.ndarray, ...], first_epoch: int, key: str) -> float:
+    """Mean JCT of ``plan`` completed by the rule ``key`` over the epochs from ``first_epoch`` on."""
+    saved = st.copy_plan()
+    st.set_plan(plan)
+    for a in st.epochs[first_epoch:]:
+        a = float(a)
+        jobs, fixed = st.open_jobs(a)
+        st.set_plan(st.plan(a, jobs[np.lexsort((jobs, st.job_key(jobs, fixed, key)))], fixed, st.rank))
+    jend = np.zeros(st.inst.n_jobs)
+    np.maximum.at(jend, st.inst.task_job, st.end)
+    st.set_plan(saved)
+    return float((jend - st.inst.job_arrival).mean())
+
+
+def pilot_bound(inst: GPUDagInstance, key: str = "srpt", samples: int = 16, sigma_job: float = 0.3,
+                sigma_task: float = 0.3, seed: int = 0) -> GPUDagSolution:
+    """A *clairvoyant* search bound over the replanning decisions (not an online policy: it looks at
+    later arrivals). At each epoch, the rule's plan and ``samples`` randomised plans are each completed
+    by the rule over all later epochs; the plan whose completed schedule has the lowest mean JCT is
+    kept. Every kept plan is an online decision (it uses only the jobs arrived by then), so the result
+    shows what the replanning action space contains; its mean JCT is never above the rule's."""
+    if key not in KEYS:
+        raise UnknownNameError("GPU-DAG replanning job key", key, KEYS)
+    rng = np.random.default_rng(seed)
+    st = ReplanState(inst)
+    for i, a in enumerate(st.epochs):
+        a = float(a)
+        jobs, fixed = st.open_jobs(a)
+        k = st.job_key(jobs, fixed, key)
+        cands = [st.plan(a, jobs[np.lexsort((jobs, k))], fixed, st.rank)]
+        cands += [_random_plan(st, a, jobs, k, fixed, rng, sigma_job, sigma_task) for _ in range(samples)]
+        vals = [_rule_completion(st, c, i + 1, key) for c in cands]
+        st.set_plan(cands[int(np.argmin(vals))])
     return st.solution()
 
 

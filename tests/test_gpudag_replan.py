@@ -88,3 +88,13 @@ def test_sampling_planner_seeded_and_configs():
         DagReplanSolver("lifo")
     with pytest.raises(ValueError, match="samples"):
         DagReplanSolver("srpt", samples=-1)
+
+
+def test_pilot_bound_is_valid_and_never_worse_than_the_rule():
+    from schedgym.baselines.dag_replan import pilot_bound
+
+    inst = load_instance(ONLINE)
+    rule = metrics(inst, replan_schedule(inst, "srpt"))["mean_jct"]
+    sol = pilot_bound(inst, "srpt", samples=3, seed=2)
+    validate(inst, sol)
+    assert metrics(inst, sol)["mean_jct"] <= rule + 1e-9
