@@ -1,16 +1,18 @@
 """The online replanning rules and sampling planner of ``baselines/dag_replan.py``."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from schedgym.baselines.dag_online import DagDispatchPolicy
 from schedgym.baselines.dag_replan import DagReplanSolver, replan_schedule
 from schedgym.baselines.heft import heft
 from schedgym.envs.core.domain import get_domain
 from schedgym.envs.core.errors import UnknownNameError
-from schedgym.envs.gpudag.instances import load_instance
+from schedgym.envs.gpudag.instances import load_instance, resolve_workload
 from schedgym.envs.gpudag.metrics import metrics
 from schedgym.envs.gpudag.validate import validate
 
@@ -98,3 +100,17 @@ def test_pilot_bound_is_valid_and_never_worse_than_the_rule():
     sol = pilot_bound(inst, "srpt", samples=3, seed=2)
     validate(inst, sol)
     assert metrics(inst, sol)["mean_jct"] <= rule + 1e-9
+
+
+def test_dag_online_numbers_of_the_readme():
+    """``dag_replan_sjf`` on ``workload=dag_online``: 416.55 (README_gpudag.md), 5 % below ``dag_srpt_la``
+    (438.64 there)."""
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/workload/dag_online.yaml").read_text())["spec"]
+    vals = []
+    for name in resolve_workload(spec):
+        inst = load_instance(name)
+        sol = DagReplanSolver("sjf").solve(inst)
+        validate(inst, sol)
+        vals.append(metrics(inst, sol)["mean_jct"])
+    assert np.mean(vals) == pytest.approx(416.55, abs=0.01)
+    assert np.mean(vals) <= 0.95 * 438.64
